@@ -1,0 +1,6 @@
+"""syncd: a self-hosted sync daemon between Pardot (Account Engagement) and Salesforce."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+__all__ = ["__version__"]

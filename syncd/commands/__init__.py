@@ -1,0 +1,1 @@
+"""One module per CLI command: `async def run(args, settings) -> int`."""

@@ -1,0 +1,280 @@
+"""Settings: a TOML file plus `SYNCD_<SECTION>__<KEY>` environment variables, validated once.
+
+Precedence, highest first: environment variables, the TOML file (`--config FILE`, else
+`SYNCD_CONFIG`, else `syncd.toml` in the working directory if present), the defaults below.
+Every setting is documented, with its default, in `config/syncd.example.toml`. A bad value raises
+`ConfigError` naming the setting and both ways of setting it; the CLI turns that into exit 2.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from syncd.errors import ConfigError
+
+ENV_PREFIX = "SYNCD_"
+DEFAULT_CONFIG_NAME = "syncd.toml"
+
+AuthFlow = Literal["client_credentials", "jwt", "refresh_token", "password"]
+Policy = Literal["crm", "pardot", "recent", "to_pardot", "to_crm", "none"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatabaseSettings(_Section):
+    url: str = "sqlite+aiosqlite:///syncd.db"
+    auto_migrate: bool = True
+    busy_timeout_ms: int = Field(default=10_000, ge=0)
+
+    @field_validator("url")
+    @classmethod
+    def _known_driver(cls, v: str) -> str:
+        if not v.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError(
+                "must start with sqlite+aiosqlite:// or postgresql+asyncpg:// "
+                "(for example sqlite+aiosqlite:///syncd.db)"
+            )
+        return v
+
+
+class SalesforceSettings(_Section):
+    login_url: str = "https://login.salesforce.com"
+    auth_flow: AuthFlow = "client_credentials"
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    private_key_file: Path | None = None
+    refresh_token: SecretStr | None = None
+    api_version: str = "60.0"
+    timeout_s: float = Field(default=60.0, gt=0)
+    verify_tls: bool = True
+
+    @field_validator("login_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        return _http_url(v)
+
+    @field_validator("api_version")
+    @classmethod
+    def _version(cls, v: str) -> str:
+        head, _, tail = v.partition(".")
+        if not (head.isdigit() and tail.isdigit()):
+            raise ValueError("must look like 60.0")
+        return v
+
+    def missing_credentials(self) -> list[str]:
+        """The settings the chosen `auth_flow` needs that are not set."""
+        need: dict[str, tuple[str, ...]] = {
+            "client_credentials": ("client_id", "client_secret"),
+            "jwt": ("client_id", "username", "private_key_file"),
+            "refresh_token": ("client_id", "refresh_token"),
+            "password": ("client_id", "client_secret", "username", "password"),
+        }
+        return [name for name in need[self.auth_flow] if getattr(self, name) in (None, "")]
+
+
+class PardotSettings(_Section):
+    base_url: str = "https://pi.pardot.com"
+    business_unit_id: str | None = None
+    daily_api_limit: int = Field(default=25_000, gt=0)
+    max_concurrency: int = Field(default=5, ge=1, le=5)
+    timeout_s: float = Field(default=60.0, gt=0)
+    verify_tls: bool = True
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        return _http_url(v)
+
+
+class SyncSettings(_Section):
+    poll_interval_s: float = Field(default=30.0, gt=0)
+    email_activities: bool = True
+    auto_create_prospects: bool = False
+    api_budget_share: float = Field(default=0.5, gt=0, le=1)
+    assignment: Literal["user", "queue", "rule"] = "user"
+    assignment_queue_id: str | None = None
+    batch_size: int = Field(default=200, ge=1, le=2000)
+    workers: int = Field(default=2, ge=1, le=64)
+    lease_s: float = Field(default=300.0, gt=0)
+    overlap_s: float = Field(default=300.0, ge=0)
+    max_attempts: int = Field(default=8, ge=1)
+    retry_base_s: float = Field(default=30.0, gt=0)
+    shutdown_grace_s: float = Field(default=30.0, ge=0)
+    start_at: str | None = None
+
+    @model_validator(mode="after")
+    def _queue_needs_id(self) -> SyncSettings:
+        if self.assignment == "queue" and not self.assignment_queue_id:
+            raise ValueError(
+                "sync.assignment = 'queue' needs sync.assignment_queue_id (the 00G... queue id)"
+            )
+        return self
+
+
+class OpsSettings(_Section):
+    listen: str | None = None
+    bearer_token: SecretStr | None = None
+    heartbeat_stale_s: float = Field(default=120.0, gt=0)
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, v: str | None) -> str | None:
+        if v is None or v == "":
+            return None
+        _host, sep, port = v.rpartition(":")
+        if not sep or not port.isdigit() or not (0 < int(port) < 65536):
+            raise ValueError("must be host:port, for example 127.0.0.1:9108")
+        return v
+
+
+class LogSettings(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class FieldSetting(_Section):
+    """One entry of `[fields]`: how a Pardot prospect field maps to the CRM and who wins."""
+
+    crm: str | None = None
+    policy: Policy = "crm"
+    blank_overwrites: bool = False
+
+
+class Settings(BaseSettings):
+    """All of syncd's settings; see `config/syncd.example.toml` for each one's meaning."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    database: DatabaseSettings = DatabaseSettings()
+    salesforce: SalesforceSettings = SalesforceSettings()
+    pardot: PardotSettings = PardotSettings()
+    sync: SyncSettings = SyncSettings()
+    ops: OpsSettings = OpsSettings()
+    log: LogSettings = LogSettings()
+    fields: dict[str, FieldSetting] = Field(default_factory=dict)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        path = _CONFIG_PATH.get("path")
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+    def require_salesforce(self) -> None:
+        """Raise `ConfigError` unless the credentials of the chosen auth flow are all set."""
+        missing = self.salesforce.missing_credentials()
+        if missing:
+            hints = "; ".join(_how_to_set("salesforce", name) for name in missing)
+            raise ConfigError(
+                f"salesforce.auth_flow = {self.salesforce.auth_flow!r} needs "
+                f"{', '.join('salesforce.' + m for m in missing)}: {hints}"
+            )
+        key = self.salesforce.private_key_file
+        if self.salesforce.auth_flow == "jwt" and key is not None and not key.is_file():
+            raise ConfigError(
+                f"salesforce.private_key_file: no file at {key}; point it at the connected "
+                "app's PEM private key"
+            )
+
+    def require_pardot(self) -> None:
+        """Raise `ConfigError` unless the Pardot business unit is set."""
+        if not self.pardot.business_unit_id:
+            raise ConfigError(
+                "pardot.business_unit_id is not set (the 0Uv... id from Account Engagement "
+                f"Settings): {_how_to_set('pardot', 'business_unit_id')}"
+            )
+
+
+# pydantic-settings sources are chosen per class, so the file path travels in this small holder.
+_CONFIG_PATH: dict[str, Path | None] = {"path": None}
+
+
+def resolve_config_path(explicit: str | os.PathLike[str] | None) -> Path | None:
+    """`--config`, else `SYNCD_CONFIG`, else `./syncd.toml` if present, else None."""
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigError(f"--config {path}: no such file")
+        return path
+    env = os.environ.get("SYNCD_CONFIG")
+    if env:
+        path = Path(env)
+        if not path.is_file():
+            raise ConfigError(f"SYNCD_CONFIG={path}: no such file")
+        return path
+    default = Path(DEFAULT_CONFIG_NAME)
+    return default if default.is_file() else None
+
+
+def load_settings(config: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
+    """Read and validate the settings; `ConfigError` names every bad setting and how to fix it."""
+    path = resolve_config_path(config)
+    _CONFIG_PATH["path"] = path
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc, path)) from None
+    except (OSError, ValueError) as exc:  # unreadable or malformed TOML
+        raise ConfigError(f"{path}: cannot read the config file: {exc}") from None
+    finally:
+        _CONFIG_PATH["path"] = None
+
+
+def _explain(exc: ValidationError, path: Path | None) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"]]
+        name = ".".join(loc) or "settings"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown setting (check the spelling against config/syncd.example.toml)"
+        hint = _how_to_set(loc[0], ".".join(loc[1:])) if len(loc) >= 2 else ""
+        lines.append(f"{name}: {msg}" + (f" ({hint})" if hint else ""))
+    where = f" in {path} or the environment" if path else " in the environment"
+    return f"invalid settings{where}:\n  " + "\n  ".join(lines)
+
+
+def _how_to_set(section: str, key: str) -> str:
+    env = f"{ENV_PREFIX}{section.upper()}__{key.upper().replace('.', '__')}"
+    return f"set {env} or [{section}] {key} in {DEFAULT_CONFIG_NAME}"
+
+
+def _http_url(v: str) -> str:
+    if not v.startswith(("https://", "http://")) or len(v.split("://", 1)[1]) == 0:
+        raise ValueError("must be an http(s) URL such as https://login.salesforce.com")
+    return v.rstrip("/")
