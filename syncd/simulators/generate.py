@@ -1,0 +1,346 @@
+"""Realistic seed data at any size, for `syncd demo`, the benchmarks and the soak test.
+
+`generate_seed(prospects=3000)` builds a world in the seed format of INTERFACES.md that exercises
+every rule: CRM records that overlap the prospects by email (Contacts and Leads, some emails held
+by both and some by duplicate Leads), assigned and unassigned prospects, a Pardot user with no CRM
+user, a CRM user with no Pardot user, blank fields on either side, and sent emails. The same
+arguments always give the same data (a seeded generator), so runs can be compared.
+"""
+
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from random import Random
+from typing import Any
+
+FIRST = [
+    "Ada",
+    "Alan",
+    "Grace",
+    "Linus",
+    "Margaret",
+    "Dennis",
+    "Barbara",
+    "Ken",
+    "Frances",
+    "Edsger",
+    "Radia",
+    "Tim",
+    "Katherine",
+    "John",
+    "Hedy",
+    "Claude",
+    "Annie",
+    "Donald",
+    "Shafi",
+    "Leslie",
+    "Sophie",
+    "Niklaus",
+    "Mary",
+    "Vint",
+    "Jean",
+    "Bjarne",
+    "Karen",
+    "Guido",
+]
+LAST = [
+    "Lovelace",
+    "Turing",
+    "Hopper",
+    "Torvalds",
+    "Hamilton",
+    "Ritchie",
+    "Liskov",
+    "Thompson",
+    "Allen",
+    "Dijkstra",
+    "Perlman",
+    "Berners-Lee",
+    "Johnson",
+    "Backus",
+    "Lamarr",
+    "Shannon",
+    "Easley",
+    "Knuth",
+    "Goldwasser",
+    "Lamport",
+    "Wilson",
+    "Wirth",
+    "Keller",
+    "Cerf",
+    "Sammet",
+    "Stroustrup",
+    "Sparck-Jones",
+    "van-Rossum",
+    "O'Neil",
+    "Müller",
+]
+COMPANIES = [
+    "Acme",
+    "Globex",
+    "Initech",
+    "Umbrella",
+    "Hooli",
+    "Vandelay",
+    "Stark",
+    "Wayne",
+    "Wonka",
+    "Tyrell",
+    "Cyberdyne",
+    "Soylent",
+    "Aperture",
+    "Oscorp",
+    "Gringotts",
+    "Monarch",
+    "Nakatomi",
+    "Virtucon",
+    "Dunder",
+    "Prestige",
+]
+TITLES = ["CTO", "VP Marketing", "Engineer", "Head of Ops", "Analyst", "Founder", None]
+SOURCES = ["Web", "Webinar", "Trade Show", "Partner", None]
+SUBJECTS = [
+    "Welcome to Acme",
+    "Your trial starts today",
+    "Webinar invitation",
+    "Newsletter: what's new",
+    "Case study: faster syncs",
+    "Your quote",
+]
+GRADES = ["A+", "A", "A-", "B+", "B", "B-", "C+", "C", "D", "F"]
+EPOCH = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """Proportions of the generated world (shares of the prospects)."""
+
+    match_contact: float = 0.25
+    match_lead: float = 0.25
+    unassigned: float = 0.1
+    duplicate_crm: float = 0.03
+    no_crm_user_owner: float = 0.05
+    emails_per_prospect: float = 0.4
+    crm_only: float = 0.1  # CRM records with no prospect (share of prospects)
+
+
+def sf_id(prefix: str, n: int) -> str:
+    """A Salesforce-looking 18-character id: 3-char key prefix, base-62 counter, fixed tail."""
+    alphabet = string.digits + string.ascii_uppercase + string.ascii_lowercase
+    body = ""
+    x = n
+    for _ in range(12):
+        x, r = divmod(x, 62)
+        body = alphabet[r] + body
+    return f"{prefix}{body}AAA"
+
+
+def _iso_sf(dt: datetime) -> str:
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.000+0000")
+
+
+def generate_seed(
+    prospects: int = 3000,
+    *,
+    crm_records: int | None = None,
+    emails: int | None = None,
+    users: int = 8,
+    seed: int = 7,
+    shape: Shape = Shape(),
+    oauth: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """A seed document with `prospects` prospects and about as many CRM records.
+
+    `crm_records` and `emails` fix those counts instead of the shape's shares (the benchmark asks
+    for 50,000 prospects, 40,000 CRM records and 20,000 sent emails).
+    """
+    rng = Random(seed)
+    oauth = oauth or {
+        "client_id": "3MVG9demo.consumer.key",
+        "client_secret": "demo-consumer-secret",
+        "username": "connector@acme.example",
+    }
+    sf_users = [
+        {
+            "Id": sf_id("005", 1),
+            "Username": oauth["username"],
+            "Email": oauth["username"],
+            "Name": "Sync Connector",
+            "IsActive": True,
+        }
+    ]
+    pd_users: list[dict[str, Any]] = [
+        {
+            "id": 1,
+            "email": oauth["username"],
+            "username": oauth["username"],
+            "firstName": "Sync",
+            "lastName": "Connector",
+            "salesforceId": sf_users[0]["Id"],
+        }
+    ]
+    for i in range(2, users + 2):
+        first, last = FIRST[i % len(FIRST)], LAST[i % len(LAST)].replace("'", "")
+        email = f"{first}.{last}.rep{i}@acme.example".lower()
+        sf_users.append(
+            {
+                "Id": sf_id("005", i),
+                "Username": email,
+                "Email": email,
+                "Name": f"{first} {last}",
+                "IsActive": True,
+            }
+        )
+        pd_users.append(
+            {
+                "id": i,
+                "email": email,
+                "username": email,
+                "firstName": first,
+                "lastName": last,
+                "salesforceId": sf_users[-1]["Id"],
+            }
+        )
+    # A Pardot user with no CRM username (Leads go to the connector user) ...
+    no_crm_user = users + 2
+    pd_users.append(
+        {
+            "id": no_crm_user,
+            "email": "pat.nocrm@acme.example",
+            "username": "pat.nocrm@acme.example",
+            "firstName": "Pat",
+            "lastName": "No-CRM",
+            "salesforceId": None,
+        }
+    )
+    # ... and a CRM user with no Pardot user (owner changes to them leave the prospect's assignee).
+    crm_only_user = sf_id("005", users + 3)
+    sf_users.append(
+        {
+            "Id": crm_only_user,
+            "Username": "sam.crmonly@acme.example",
+            "Email": "sam.crmonly@acme.example",
+            "Name": "Sam CRM-Only",
+            "IsActive": True,
+        }
+    )
+    assignable = [u["id"] for u in pd_users if u["salesforceId"]]
+    owners = [u["Id"] for u in sf_users[1:]]
+
+    want_crm = (
+        crm_records
+        if crm_records is not None
+        else int(prospects * (shape.match_contact + shape.match_lead + shape.crm_only))
+    )
+    prospects_out: list[dict[str, Any]] = []
+    leads: list[dict[str, Any]] = []
+    contacts: list[dict[str, Any]] = []
+    lead_n = contact_n = 0
+
+    def person(i: int) -> tuple[str, str, str, str]:
+        first = FIRST[rng.randrange(len(FIRST))]
+        last = LAST[rng.randrange(len(LAST))]
+        suffix = rng.choice(["Inc", "Ltd", "GmbH", "LLC"])
+        company = f"{COMPANIES[rng.randrange(len(COMPANIES))]} {suffix}"
+        local = f"{first}.{last}".lower().replace("'", "").replace(" ", "")
+        if i % 97 == 0:
+            local += "+news"  # plus addressing must match exactly
+        return first, last, company, f"{local}.{i}@{company.split()[0].lower()}.example"
+
+    def crm_record(kind: str, email: str, first: str, last: str, company: str, age_d: int) -> None:
+        nonlocal lead_n, contact_n
+        created = EPOCH + timedelta(days=age_d, minutes=rng.randrange(1440))
+        rec: dict[str, Any] = {
+            "Email": email if rng.random() > 0.1 else email.upper(),  # case differs sometimes
+            "FirstName": first if rng.random() > 0.2 else None,
+            "LastName": last,
+            "Title": rng.choice(TITLES),
+            "Phone": f"+1 555 {rng.randrange(1000, 9999)}" if rng.random() > 0.4 else None,
+            "LeadSource": rng.choice(SOURCES),
+            "OwnerId": crm_only_user
+            if rng.random() < shape.no_crm_user_owner
+            else rng.choice(owners),
+            "CreatedDate": _iso_sf(created),
+        }
+        if kind == "Lead":
+            lead_n += 1
+            rec["Id"] = sf_id("00Q", lead_n)
+            rec["Company"] = company
+            leads.append(rec)
+        else:
+            contact_n += 1
+            rec["Id"] = sf_id("003", contact_n)
+            contacts.append(rec)
+
+    matched = 0
+    max_matched = min(want_crm, int(prospects * (shape.match_contact + shape.match_lead)))
+    for i in range(prospects):
+        pid = 1000 + i
+        first, last, company, email = person(i)
+        roll = rng.random()
+        assigned = rng.random() >= shape.unassigned
+        prospect: dict[str, Any] = {
+            "id": pid,
+            "email": email,
+            "firstName": first,
+            "lastName": last if rng.random() > 0.05 else None,
+            "company": company if rng.random() > 0.1 else None,
+            "jobTitle": rng.choice(TITLES),
+            "score": rng.randrange(0, 200),
+            "grade": rng.choice(GRADES) if rng.random() > 0.3 else None,
+            "source": rng.choice(SOURCES),
+            "optedOut": rng.random() < 0.05,
+        }
+        if assigned:
+            prospect["userId"] = (
+                no_crm_user if rng.random() < shape.no_crm_user_owner else rng.choice(assignable)
+            )
+        prospects_out.append({k: v for k, v in prospect.items() if v is not None})
+        if matched < max_matched and roll < shape.match_contact + shape.match_lead:
+            matched += 1
+            kind = "Contact" if roll < shape.match_contact else "Lead"
+            crm_record(kind, email, first, last, company, rng.randrange(300))
+            if rng.random() < shape.duplicate_crm:  # a duplicate holding the same email
+                crm_record("Lead", email, first, last, company + " (dup)", rng.randrange(300))
+    # CRM-only records fill up to the requested count.
+    i = prospects
+    while len(leads) + len(contacts) < want_crm:
+        first, last, company, email = person(i)
+        crm_record("Lead" if rng.random() < 0.6 else "Contact", email, first, last, company, 100)
+        i += 1
+
+    want_emails = emails if emails is not None else int(prospects * shape.emails_per_prospect)
+    sent: list[dict[str, Any]] = []
+    for n in range(want_emails):
+        p = prospects_out[rng.randrange(len(prospects_out))]
+        sent_at = EPOCH + timedelta(days=300 + rng.randrange(60), seconds=rng.randrange(86400))
+        sent.append(
+            {
+                "id": 50_000 + n,
+                "prospectId": p["id"],
+                "subject": rng.choice(SUBJECTS),
+                "sentAt": sent_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            }
+        )
+
+    return {
+        "salesforce": {
+            "oauth": oauth,
+            "users": sf_users,
+            "queues": [{"Id": sf_id("00G", 1), "Name": "Inbound Leads"}],
+            "leads": leads,
+            "contacts": contacts,
+            "assignment_rule": None,
+            "duplicate_rule": False,
+            "daily_api_limit": max(100_000, prospects * 2),
+        },
+        "pardot": {
+            "business_unit_id": "0Uv000000000001AAA",
+            "users": pd_users,
+            "prospects": prospects_out,
+            "emails": sent,
+            "daily_api_limit": max(100_000, prospects * 4),
+        },
+    }
