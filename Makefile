@@ -20,6 +20,7 @@ test: $(STAMP) lint typecheck pytest
 lint: $(STAMP)
 	$(BIN)/ruff check syncd tests bench migrations
 	$(BIN)/ruff format --check syncd tests bench migrations
+	$(BIN)/hadolint Dockerfile
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -1,0 +1,1 @@
+"""Acceptance tests: the real `syncd` CLI in subprocesses."""
