@@ -1,0 +1,212 @@
+"""Which CRM record a prospect syncs with (RULES.md section 2, seed "Prospect syncing").
+
+Order: the stored link; else the prospect's CRM id (`salesforceId`); else a Contact with the
+same email; else a Lead with the same email; else a new Lead when the prospect is assigned;
+else nothing until it is assigned. Duplicates resolve to the oldest record (CreatedDate, then
+Id) so every run picks the same one. A Lead converted to a Contact moves the link to the
+Contact; a linked record deleted in the CRM marks the link deleted and is never re-created.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from syncd.domain.models import (
+    CrmRecord,
+    CrmType,
+    LinkAction,
+    ProspectInput,
+    crm_type_of_id,
+    same_sf_id,
+    sf_id_key,
+)
+from syncd.domain.values import parse_datetime
+
+__all__ = ["Match", "email_key", "first_record", "match_by_email", "resolve"]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Match:
+    """Where a prospect goes: the link action and the record to merge with (if any)."""
+
+    action: LinkAction
+    reason: str
+    record: CrmRecord | None = None  # the record to merge with now
+    crm_type: CrmType | None = None
+    crm_id: str | None = None
+    from_crm_id: str | None = None  # MOVE_TO_CONTACT: the converted Lead's id
+
+
+def email_key(email: str | None) -> str | None:
+    """The matching key of an email: trimmed and lower-cased, nothing else.
+
+    Case-insensitive like Salesforce; quotes, plus signs, dots and non-ASCII characters are kept
+    exactly (no casefold: "straße@x" and "strasse@x" are different addresses).
+    """
+    if email is None:
+        return None
+    key = email.strip().lower()
+    return key or None
+
+
+def _created_key(record: CrmRecord) -> tuple[datetime, str]:
+    return (parse_datetime(record.created_date) or _EPOCH, record.id)
+
+
+def first_record(records: Iterable[CrmRecord]) -> CrmRecord | None:
+    """The first of duplicate records, deterministically: oldest CreatedDate, then lowest Id."""
+    ordered = sorted(records, key=_created_key)
+    return ordered[0] if ordered else None
+
+
+def match_by_email(
+    email: str | None,
+    candidates: Iterable[CrmRecord],
+    taken_crm_ids: Iterable[str] = (),
+) -> CrmRecord | None:
+    """The Contact, else the Lead, with this email; deleted, converted and taken ones excluded."""
+    key = email_key(email)
+    if key is None:
+        return None
+    taken = {sf_id_key(t) for t in taken_crm_ids}
+    usable = [
+        r
+        for r in candidates
+        if not r.is_deleted
+        and not (r.type is CrmType.LEAD and r.is_converted)
+        and email_key(r.email) == key
+        and sf_id_key(r.id) not in taken
+    ]
+    for crm_type in (CrmType.CONTACT, CrmType.LEAD):
+        found = first_record(r for r in usable if r.type is crm_type)
+        if found is not None:
+            return found
+    return None
+
+
+def _deleted(crm_type: CrmType | None, crm_id: str, why: str) -> Match:
+    return Match(
+        action=LinkAction.MARK_DELETED,
+        reason=f"{why}; marked crm_deleted and never re-created",
+        crm_type=crm_type or crm_type_of_id(crm_id),
+        crm_id=crm_id,
+    )
+
+
+def _follow(inp: ProspectInput, record: CrmRecord, action: LinkAction, why: str) -> Match:
+    """Sync with `record`, following a Lead conversion to its Contact."""
+    if not (record.type is CrmType.LEAD and record.is_converted):
+        return Match(
+            action=action, reason=why, record=record, crm_type=record.type, crm_id=record.id
+        )
+    contact_id = record.converted_contact_id
+    if not contact_id:
+        return Match(
+            action=LinkAction.SKIP,
+            reason=f"Lead {record.id} is converted but names no Contact; nothing to sync with",
+            crm_type=record.type,
+            crm_id=record.id,
+        )
+    contact = inp.converted_contact
+    if contact is not None and not same_sf_id(contact.id, contact_id):
+        return Match(
+            action=LinkAction.SKIP,
+            reason=f"Lead {record.id} was converted to Contact {contact_id}, which was not loaded",
+            crm_type=record.type,
+            crm_id=record.id,
+        )
+    if contact is None or contact.is_deleted:
+        return _deleted(
+            CrmType.CONTACT,
+            contact_id,
+            f"Lead {record.id} was converted to Contact {contact_id}, deleted in the CRM",
+        )
+    return Match(
+        action=LinkAction.MOVE_TO_CONTACT if action is LinkAction.KEEP else LinkAction.LINK,
+        reason=f"Lead {record.id} was converted to Contact {contact.id}: link follows it",
+        record=contact,
+        crm_type=CrmType.CONTACT,
+        crm_id=contact.id,
+        from_crm_id=record.id,
+    )
+
+
+def _by_email(inp: ProspectInput, *, may_create: bool, prefix: str = "") -> Match:
+    prospect = inp.prospect
+    if prospect is None:  # callers handle CRM-only items
+        return Match(action=LinkAction.SKIP, reason="no prospect")
+    if email_key(prospect.email) is None:
+        return Match(action=LinkAction.SKIP, reason=prefix + "no email: Pardot syncs by email")
+    record = match_by_email(prospect.email, inp.candidates, inp.taken_crm_ids)
+    if record is not None:
+        same = [
+            r
+            for r in inp.candidates
+            if r.type is record.type and email_key(r.email) == email_key(prospect.email)
+        ]
+        dup = f" (first of {len(same)} by CreatedDate, Id)" if len(same) > 1 else ""
+        return _follow(
+            inp,
+            record,
+            LinkAction.LINK,
+            f"{prefix}{record.type} with the same email{dup}",
+        )
+    if not may_create:
+        return _deleted(
+            crm_type_of_id(prospect.crm_id or ""),
+            prospect.crm_id or "",
+            f"{prefix}no record with this email either",
+        )
+    if prospect.user_id is None:
+        return Match(action=LinkAction.SKIP, reason="unassigned: syncs once assigned")
+    taken = any(
+        email_key(r.email) == email_key(prospect.email) and not r.is_deleted
+        for r in inp.candidates
+        if sf_id_key(r.id) in {sf_id_key(t) for t in inp.taken_crm_ids}
+    )
+    why = (
+        "records with this email sync with other prospects (multiple prospects per email): "
+        "assigned, so a Lead of its own"
+        if taken
+        else "no Contact or Lead with this email and the prospect is assigned"
+    )
+    return Match(action=LinkAction.CREATE_LEAD, reason=why, crm_type=CrmType.LEAD)
+
+
+def resolve(inp: ProspectInput) -> Match:
+    """Decide the link action for an item that has a prospect."""
+    prospect = inp.prospect
+    if prospect is None:
+        return Match(action=LinkAction.SKIP, reason="no prospect")
+    if prospect.is_deleted:
+        return Match(action=LinkAction.SKIP, reason="prospect is deleted in Pardot")
+    link = inp.link
+    if link is not None:
+        if link.crm_deleted:
+            return Match(
+                action=LinkAction.SKIP,
+                reason=f"{link.crm_type} {link.crm_id} was deleted in the CRM (crm_deleted); "
+                "not re-created",
+                crm_type=link.crm_type,
+                crm_id=link.crm_id,
+            )
+        record = inp.linked
+        if record is None or record.is_deleted:
+            return _deleted(
+                link.crm_type, link.crm_id, f"{link.crm_type} {link.crm_id} deleted in the CRM"
+            )
+        return _follow(inp, record, LinkAction.KEEP, f"linked to {record.type} {record.id}")
+    if prospect.crm_id:
+        record = inp.linked
+        if record is not None and same_sf_id(record.id, prospect.crm_id) and not record.is_deleted:
+            return _follow(
+                inp, record, LinkAction.LINK, f"{record.type} named by the prospect's CRM id"
+            )
+        # The record Pardot names is gone (deleted, or merged into another record): fall back
+        # to email, but never create a replacement for a deleted record.
+        return _by_email(inp, may_create=False, prefix=f"CRM id {prospect.crm_id} not found; ")
+    return _by_email(inp, may_create=True)

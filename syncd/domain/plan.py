@@ -1,0 +1,497 @@
+"""`reconcile`: one queued item in, one `Plan` out: every write to either system, and why.
+
+`reconcile` is the whole sync decision for one prospect (or one CRM-only record): match it
+(`match`), merge fields three-way (`merge`), sync owners (`owners`), keep the prospect's link
+fields right and log sent emails as Tasks. It reads nothing and writes nothing; the pipeline
+applies the plan. The same input always gives the same plan (sorted keys, stable order).
+
+Pipeline contract:
+- `CREATE_LEAD`: create the Lead from `create_lead` (header `Sforce-Auto-Assign: TRUE` when
+  `auto_assign`), create `tasks` with `who_id` = the new id, store the link with `new_base`, then
+  call `reconcile` again with `link`/`linked` = the new record: that plan writes the link fields
+  (`salesforceId`, `salesforceLeadId`) and, with `auto_assign`, the owner the rule chose.
+- `CREATE_PROSPECT`: create the prospect from `pardot_create`, store the link (prospect id <->
+  `crm_id`) with `new_base`; its next sync writes the link fields.
+- `MOVE_TO_CONTACT` / `LINK` / `KEEP`: write `crm_update` to the record `crm_id`, `pardot_update`
+  to the prospect, create `tasks`, store the link (`crm_type`, `crm_id`) with `new_base`.
+- `MARK_DELETED`: set the link's `crm_deleted`; nothing is written to either system.
+- `SKIP`: nothing; `skip_reason` says why.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any, Final
+
+from syncd.domain.fieldmap import REQUIRED_CRM_FIELDS, FieldMap
+from syncd.domain.match import Match, resolve
+from syncd.domain.merge import (
+    BASE_CRM,
+    BASE_PARDOT,
+    MISSING,
+    crm_value,
+    merge_record,
+    pardot_value,
+)
+from syncd.domain.models import (
+    EMPTY,
+    CrmRecord,
+    CrmType,
+    Decision,
+    Directory,
+    LinkAction,
+    Policy,
+    Prospect,
+    ProspectInput,
+    SentEmail,
+    SyncConfig,
+    freeze,
+    same_sf_id,
+)
+from syncd.domain.owners import (
+    assignee_for_new_prospect,
+    new_lead_owner,
+    sync_owner,
+    task_owner,
+)
+from syncd.domain.values import UNKNOWN_PLACEHOLDER, Scalar, canonical, coerce, parse_datetime
+
+__all__ = [
+    "TASK_MARKER",
+    "TASK_STATUS",
+    "TASK_SUBJECT_PREFIX",
+    "TASK_SUBTYPE",
+    "Decision",
+    "LinkAction",
+    "Plan",
+    "TaskSpec",
+    "parse_task_marker",
+    "reconcile",
+    "task_fields",
+    "task_marker",
+]
+
+TASK_SUBJECT_PREFIX: Final = "Email: "
+TASK_SUBTYPE: Final = "Email"
+TASK_STATUS: Final = "Completed"
+# Put in every logged-email Task's Description so a Task whose create response was lost can be
+# found again (`Description LIKE '%[pardot-email:123]%'`) instead of created twice.
+TASK_MARKER: Final = "[pardot-email:{email_id}]"
+_TASK_MARKER_RE: Final = re.compile(r"\[pardot-email:(\d+)\]")
+_SUBJECT_MAX: Final = 255  # Salesforce Task.Subject length
+
+
+def task_marker(email_id: int) -> str:
+    """The marker for one Pardot email: `[pardot-email:<id>]`."""
+    return TASK_MARKER.format(email_id=email_id)
+
+
+def parse_task_marker(description: str | None) -> int | None:
+    """The Pardot email id in a Task description's marker, or None."""
+    if not description:
+        return None
+    found = _TASK_MARKER_RE.search(description)
+    return int(found.group(1)) if found else None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskSpec:
+    """A Salesforce Task logging one sent email.
+
+    `subject` is the final Task Subject ("Email: <email subject>", at most 255 characters).
+    `who_id` None = the Lead this plan creates (the pipeline fills it after the create);
+    `owner_id` None = the owner the assignment rule picks (the pipeline may fill it).
+    """
+
+    email_id: int
+    subject: str
+    activity_date: date
+    who_id: str | None
+    owner_id: str | None
+    description: str
+
+
+def task_fields(spec: TaskSpec, who_id: str | None = None) -> dict[str, Any]:
+    """The Salesforce `Task` create body for a spec; `who_id` fills a spec's missing WhoId."""
+    body: dict[str, Any] = {
+        "Subject": spec.subject,
+        "WhoId": spec.who_id or who_id,
+        "Status": TASK_STATUS,
+        "TaskSubtype": TASK_SUBTYPE,
+        "ActivityDate": spec.activity_date.isoformat(),
+        "Description": spec.description,
+    }
+    if spec.owner_id:
+        body["OwnerId"] = spec.owner_id
+    return body
+
+
+def _frozen_map(value: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    return None if value is None else freeze(dict(sorted(value.items())))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Plan:
+    """Everything to do for one item. Mappings are read-only and sorted by key."""
+
+    prospect_id: int | None
+    action: LinkAction
+    crm_type: CrmType | None
+    crm_id: str | None  # the target record; None when this plan creates it
+    create_lead: Mapping[str, Any] | None = None  # Lead field values (OwnerId unless auto_assign)
+    auto_assign: bool = False  # send Sforce-Auto-Assign: TRUE; no OwnerId
+    crm_update: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
+    pardot_update: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
+    pardot_create: Mapping[str, Any] | None = None
+    tasks: tuple[TaskSpec, ...] = ()
+    new_base: Mapping[str, Any] | None = None  # store as JSON via models.thaw
+    decisions: tuple[Decision, ...] = ()
+    skip_reason: str | None = None
+    from_crm_id: str | None = None  # MOVE_TO_CONTACT: the converted Lead the link leaves
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "create_lead", _frozen_map(self.create_lead))
+        object.__setattr__(self, "crm_update", _frozen_map(self.crm_update))
+        object.__setattr__(self, "pardot_update", _frozen_map(self.pardot_update))
+        object.__setattr__(self, "pardot_create", _frozen_map(self.pardot_create))
+        object.__setattr__(self, "new_base", _frozen_map(self.new_base))
+        object.__setattr__(self, "tasks", tuple(self.tasks))
+        object.__setattr__(self, "decisions", tuple(self.decisions))
+
+    @property
+    def writes(self) -> int:
+        """Write operations this plan implies: creates, one update per side, one per Task."""
+        return (
+            (self.create_lead is not None)
+            + bool(self.crm_update)
+            + bool(self.pardot_update)
+            + (self.pardot_create is not None)
+            + len(self.tasks)
+        )
+
+    @property
+    def is_noop(self) -> bool:
+        """Nothing to write to either system (the link and base may still be recorded)."""
+        return self.writes == 0
+
+
+# --- tasks -----------------------------------------------------------------------------------
+
+
+def _email_order(email: SentEmail) -> tuple[datetime, int]:
+    return (parse_datetime(email.sent_at) or datetime.min.replace(tzinfo=UTC), email.id)
+
+
+def _tasks(
+    prospect: Prospect,
+    emails: tuple[SentEmail, ...],
+    *,
+    config: SyncConfig,
+    who_id: str | None,
+    owner_id: str | None,
+) -> tuple[tuple[TaskSpec, ...], tuple[Decision, ...]]:
+    if not emails:
+        return (), ()
+    if not config.email_activities:
+        return (), (
+            Decision(
+                action="skip_tasks",
+                reason=f"email activities are off: {len(emails)} sent email(s) not logged",
+            ),
+        )
+    specs: list[TaskSpec] = []
+    decisions: list[Decision] = []
+    for email in sorted(emails, key=_email_order):
+        if email.prospect_id != prospect.id:
+            decisions.append(
+                Decision(
+                    action="skip_task",
+                    reason=f"email {email.id} belongs to prospect {email.prospect_id}",
+                )
+            )
+            continue
+        sent = parse_datetime(email.sent_at) or email.sent_at
+        subject = (TASK_SUBJECT_PREFIX + email.subject.strip())[:_SUBJECT_MAX]
+        specs.append(
+            TaskSpec(
+                email_id=email.id,
+                subject=subject,
+                activity_date=sent.date(),
+                who_id=who_id,
+                owner_id=owner_id,
+                description=f"{task_marker(email.id)} Pardot email sent {sent.isoformat()}",
+            )
+        )
+        decisions.append(
+            Decision(
+                action="create_task",
+                reason=f"email {email.id} sent {sent.date().isoformat()} logged as a Task",
+                new=subject,
+                side="crm",
+            )
+        )
+    return tuple(specs), tuple(decisions)
+
+
+# --- plans per action --------------------------------------------------------------------------
+
+
+def _match_decision(match: Match) -> Decision:
+    return Decision(action=match.action.value, reason=match.reason, new=match.crm_id)
+
+
+def _link_field_updates(
+    prospect: Prospect, record: CrmRecord
+) -> tuple[dict[str, Scalar], list[Decision]]:
+    """The Pardot fields naming the record (salesforceId + the per-type id) when they differ."""
+    wanted = {"salesforceId": record.id}
+    if record.type is CrmType.LEAD:
+        wanted["salesforceLeadId"] = record.id
+    else:
+        wanted["salesforceContactId"] = record.id
+    updates: dict[str, Scalar] = {}
+    decisions: list[Decision] = []
+    for name, crm_id in wanted.items():
+        current = pardot_value(prospect, name)
+        if isinstance(current, str) and same_sf_id(current, crm_id):
+            continue
+        updates[name] = crm_id
+        decisions.append(
+            Decision(
+                action="update_pardot",
+                reason=f"prospect syncs with {record.type} {record.id}",
+                field=name,
+                old=current if isinstance(current, str) else None,
+                new=crm_id,
+                side="pardot",
+            )
+        )
+    return updates, decisions
+
+
+def _merge_plan(
+    inp: ProspectInput,
+    prospect: Prospect,
+    match: Match,
+    record: CrmRecord,
+    config: SyncConfig,
+    directory: Directory,
+) -> Plan:
+    # A new link (LINK) starts from no base: the first sync rules apply.
+    base = inp.link.base if inp.link is not None and match.action is not LinkAction.LINK else EMPTY
+    merged = merge_record(config.field_map, prospect, record, base)
+    owner_update, owner_decisions = sync_owner(prospect, record, directory)
+    link_updates, link_decisions = _link_field_updates(prospect, record)
+    tasks, task_decisions = _tasks(
+        prospect,
+        tuple(inp.emails),
+        config=config,
+        who_id=record.id,
+        owner_id=task_owner(record.owner_id, directory),
+    )
+    pardot_update = {**merged.pardot_update, **owner_update, **link_updates}
+    return Plan(
+        prospect_id=prospect.id,
+        action=match.action,
+        crm_type=record.type,
+        crm_id=record.id,
+        crm_update=merged.crm_update,
+        pardot_update=pardot_update,
+        tasks=tasks,
+        new_base=merged.base,
+        decisions=(
+            _match_decision(match),
+            *merged.decisions,
+            *owner_decisions,
+            *link_decisions,
+            *task_decisions,
+        ),
+        from_crm_id=match.from_crm_id,
+    )
+
+
+def _lead_values(field_map: FieldMap, prospect: Prospect) -> dict[str, Scalar]:
+    values: dict[str, Scalar] = {}
+    for rule in field_map.synced_rules(CrmType.LEAD):
+        crm_field = rule.crm_name(CrmType.LEAD)
+        if crm_field is None or rule.policy is Policy.TO_PARDOT:
+            continue  # one-way CRM -> Pardot: Pardot's value never goes to the CRM
+        raw = pardot_value(prospect, rule.pardot)
+        value = None if raw is MISSING else coerce(rule.kind, raw)
+        if value is not None:
+            values[crm_field] = value
+    if prospect.email and "Email" not in values:
+        values["Email"] = prospect.email.strip()
+    for required in sorted(REQUIRED_CRM_FIELDS[CrmType.LEAD]):
+        if required not in values:
+            values[required] = UNKNOWN_PLACEHOLDER
+    return values
+
+
+def _created_base(
+    field_map: FieldMap,
+    crm_type: CrmType,
+    pardot_values: Mapping[str, Any],
+    crm_values: Mapping[str, Any],
+    unknown: frozenset[str],
+) -> dict[str, Any]:
+    """The merge base after a create: what each side holds, per synced field.
+
+    `unknown` names the (Pardot) fields whose source value was not loaded: they get no base.
+    """
+    base_p: dict[str, Scalar] = {}
+    base_c: dict[str, Scalar] = {}
+    for rule in field_map.synced_rules(crm_type):
+        crm_field = rule.crm_name(crm_type)
+        if crm_field is None or rule.pardot in unknown:
+            continue
+        base_p[rule.pardot] = canonical(rule.kind, pardot_values.get(rule.pardot))
+        base_c[rule.pardot] = canonical(rule.kind, crm_values.get(crm_field))
+    return {BASE_PARDOT: base_p, BASE_CRM: base_c}
+
+
+def _create_lead_plan(
+    inp: ProspectInput, prospect: Prospect, match: Match, config: SyncConfig, directory: Directory
+) -> Plan:
+    values = _lead_values(config.field_map, prospect)
+    owner = new_lead_owner(prospect, config, directory)
+    if owner.owner_id is not None:
+        values["OwnerId"] = owner.owner_id
+    task_owner_id = None if owner.auto_assign else task_owner(owner.owner_id, directory)
+    tasks, task_decisions = _tasks(
+        prospect, tuple(inp.emails), config=config, who_id=None, owner_id=task_owner_id
+    )
+    rules = config.field_map.synced_rules(CrmType.LEAD)
+    pardot_values = {rule.pardot: pardot_value(prospect, rule.pardot) for rule in rules}
+    unknown = frozenset(name for name, value in pardot_values.items() if value is MISSING)
+    return Plan(
+        prospect_id=prospect.id,
+        action=LinkAction.CREATE_LEAD,
+        crm_type=CrmType.LEAD,
+        crm_id=None,
+        create_lead=values,
+        auto_assign=owner.auto_assign,
+        tasks=tasks,
+        new_base=_created_base(config.field_map, CrmType.LEAD, pardot_values, values, unknown),
+        decisions=(
+            _match_decision(match),
+            Decision(
+                action="create_lead",
+                reason="new Lead from the prospect's mapped fields",
+                new=values.get("Email"),
+                side="crm",
+            ),
+            owner.decision,
+            *task_decisions,
+        ),
+    )
+
+
+def _skip(prospect_id: int | None, reason: str, **target: Any) -> Plan:
+    return Plan(
+        prospect_id=prospect_id,
+        action=LinkAction.SKIP,
+        crm_type=target.get("crm_type"),
+        crm_id=target.get("crm_id"),
+        skip_reason=reason,
+        decisions=(Decision(action="skip", reason=reason),),
+    )
+
+
+def _crm_only_plan(inp: ProspectInput, config: SyncConfig, directory: Directory) -> Plan:
+    """A CRM change with no prospect: create one when auto-create is on (seed row 2)."""
+    record = inp.crm_record
+    if record is None:
+        return _skip(None, "nothing to sync: no prospect and no CRM record")
+    target = {"crm_type": record.type, "crm_id": record.id}
+    if inp.link is not None:
+        return _skip(
+            None, f"linked prospect {inp.link.prospect_id} was not found in Pardot", **target
+        )
+    if not config.auto_create_prospects:
+        return _skip(None, "no prospect with this email; auto-create prospects is off", **target)
+    if record.is_deleted:
+        return _skip(None, f"{record.type} {record.id} is deleted", **target)
+    if record.type is CrmType.LEAD and record.is_converted:
+        return _skip(None, f"Lead {record.id} is converted; its Contact syncs instead", **target)
+    if not record.email or not record.email.strip():
+        return _skip(None, "auto-create needs an email", **target)
+    since = parse_datetime(config.auto_create_since) if config.auto_create_since else None
+    created = parse_datetime(record.created_date)
+    if since is not None and created is not None and created < since:
+        return _skip(None, "created before auto-create was turned on (not retroactive)", **target)
+    values: dict[str, Scalar] = {}
+    for rule in config.field_map.synced_rules(record.type):
+        crm_field = rule.crm_name(record.type)
+        if crm_field is None or rule.policy is Policy.TO_CRM:
+            continue  # one-way Pardot -> CRM: the CRM's value never goes to Pardot
+        raw = crm_value(record, crm_field)
+        value = None if raw is MISSING else coerce(rule.kind, raw)
+        if value is not None:
+            values[rule.pardot] = value
+    values["email"] = record.email.strip()
+    user_id, owner_decision = assignee_for_new_prospect(record, directory)
+    crm_values: dict[str, Any] = {}
+    unknown: set[str] = set()
+    for rule in config.field_map.synced_rules(record.type):
+        crm_field = rule.crm_name(record.type)
+        if crm_field is None:
+            continue
+        raw = crm_value(record, crm_field)
+        if raw is MISSING:
+            unknown.add(rule.pardot)
+        else:
+            crm_values[crm_field] = raw
+    base = _created_base(config.field_map, record.type, values, crm_values, frozenset(unknown))
+    if user_id is not None:
+        values["userId"] = user_id
+    return Plan(
+        prospect_id=None,
+        action=LinkAction.CREATE_PROSPECT,
+        crm_type=record.type,
+        crm_id=record.id,
+        pardot_create=values,
+        new_base=base,
+        decisions=(
+            Decision(
+                action="create_prospect",
+                reason=f"{record.type} {record.id} has no prospect and auto-create is on",
+                new=values["email"],
+                side="pardot",
+            ),
+            owner_decision,
+        ),
+    )
+
+
+def reconcile(
+    inp: ProspectInput, *, config: SyncConfig, directory: Directory, now: datetime
+) -> Plan:
+    """Decide everything for one queued item. Pure and deterministic.
+
+    `now` is the decision time; today's rules do not depend on it (the plan is a function of the
+    input alone), but it is part of the signature so time-dependent rules stay pure.
+    """
+    del now  # no rule depends on the clock yet
+    prospect = inp.prospect
+    if prospect is None:
+        return _crm_only_plan(inp, config, directory)
+    match = resolve(inp)
+    if match.action is LinkAction.SKIP:
+        return _skip(prospect.id, match.reason, crm_type=match.crm_type, crm_id=match.crm_id)
+    if match.action is LinkAction.MARK_DELETED:
+        return Plan(
+            prospect_id=prospect.id,
+            action=LinkAction.MARK_DELETED,
+            crm_type=match.crm_type,
+            crm_id=match.crm_id,
+            decisions=(_match_decision(match),),
+        )
+    if match.action is LinkAction.CREATE_LEAD:
+        return _create_lead_plan(inp, prospect, match, config, directory)
+    if match.record is None:  # resolve() always names the record for KEEP / LINK / MOVE
+        return _skip(prospect.id, f"internal: {match.action} without a record")
+    return _merge_plan(inp, prospect, match, match.record, config, directory)
