@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -44,7 +45,10 @@ async def _pg_reachable(url: str) -> bool:
 def require_postgres() -> str:
     """The admin URL, or skip (locally) / fail (CI=true) when PostgreSQL is not reachable."""
     url = postgres_admin_url()
-    if not asyncio.run(_pg_reachable(url)):
+    # In a thread: this also runs from async fixtures, where asyncio.run() would refuse.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        reachable = pool.submit(asyncio.run, _pg_reachable(url)).result()
+    if not reachable:
         msg = PG_START_HINT.format(url=url)
         if os.environ.get("CI") == "true":
             pytest.fail(msg)
