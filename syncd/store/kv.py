@@ -1,0 +1,45 @@
+"""Key-value repository: small JSON values the daemon keeps between runs.
+
+Examples: the rotated Salesforce refresh token, the Pardot -> CRM user map cache. Values may be
+secrets: the SQLite file is created 0600; never log a value read from here.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from syncd.store.tables import kv
+from syncd.store.upsert import insert_for
+
+
+class KvRepo:
+    """get / set / delete JSON-serialisable values by key."""
+
+    def __init__(self, dialect: str) -> None:
+        self._dialect = dialect
+
+    async def get(self, tx: AsyncConnection, key: str) -> Any:
+        """The value, or None if the key is not set."""
+        return (await tx.execute(select(kv.c.value).where(kv.c.key == key))).scalar_one_or_none()
+
+    async def get_with_time(self, tx: AsyncConnection, key: str) -> tuple[Any, datetime] | None:
+        """The value and when it was set, or None."""
+        row = (await tx.execute(select(kv.c.value, kv.c.updated_at).where(kv.c.key == key))).first()
+        return None if row is None else (row.value, row.updated_at)
+
+    async def set(self, tx: AsyncConnection, key: str, value: Any, *, now: datetime) -> None:
+        """Set the value (JSON-serialisable; None stores SQL NULL)."""
+        ins = insert_for(self._dialect, kv).values(key=key, value=value, updated_at=now)
+        stmt = ins.on_conflict_do_update(
+            index_elements=[kv.c.key],
+            set_={"value": ins.excluded.value, "updated_at": ins.excluded.updated_at},
+        )
+        await tx.execute(stmt)
+
+    async def delete(self, tx: AsyncConnection, key: str) -> bool:
+        """Remove the key; False if it was not set."""
+        return (await tx.execute(delete(kv).where(kv.c.key == key))).rowcount > 0
