@@ -1,0 +1,88 @@
+"""`syncd check`: config valid, database reachable and migrated, a `syncd run` heartbeat fresh.
+
+The container HEALTHCHECK and a monitoring probe: exit 0 when healthy, 1 otherwise, with ONE line
+saying what is wrong (or what is fine). It reads the store only: no API call, no write, and a
+missing SQLite file is reported rather than created. Settings are loaded here rather than by the
+CLI so that bad configuration is exit 1 too (Docker reserves exit 2 for health checks).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from datetime import UTC, datetime
+
+from syncd import logs
+from syncd.errors import ConfigError, StoreError
+from syncd.runtime.snapshot import RUN_ROLE, read_snapshot
+from syncd.settings import Settings, load_settings
+from syncd.store import Store
+from syncd.store import engine as engines
+
+CHECK_TIMEOUT_S = 10.0
+
+
+async def run(args: argparse.Namespace, settings: Settings | None) -> int:
+    problem, ok_line = await _check(args, settings)
+    if problem is not None:
+        print(f"syncd check: {problem}", file=sys.stderr)
+        return 1
+    print(ok_line)
+    return 0
+
+
+async def _check(args: argparse.Namespace, settings: Settings | None) -> tuple[str | None, str]:
+    try:
+        settings = settings or load_settings(getattr(args, "config", None))
+    except ConfigError as exc:
+        first = str(exc).replace("\n", " ").replace("   ", " ")
+        return f"configuration invalid: {first}", ""
+    logs.configure(settings.log.level, settings.log.format)
+    url = settings.database.url
+    path = engines.sqlite_file(url)
+    if path is not None and not path.is_file():
+        return f"database file {path.resolve()} does not exist: start `syncd run` here", ""
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT_S):
+            return await _check_store(settings)
+    except TimeoutError:
+        return f"database did not answer within {CHECK_TIMEOUT_S:.0f} s", ""
+    except StoreError as exc:
+        return f"database unreachable: {logs.redact(str(exc))}", ""
+
+
+async def _check_store(settings: Settings) -> tuple[str | None, str]:
+    store = await Store.open(
+        settings.database.url,
+        busy_timeout_ms=settings.database.busy_timeout_ms,
+        migrate=False,
+        check_schema=False,
+    )
+    try:
+        stale_s = settings.ops.heartbeat_stale_s
+        snap = await read_snapshot(store, now=datetime.now(UTC), stale_s=stale_s)
+    finally:
+        await store.aclose()
+    if not snap.migrated:
+        return (
+            f"database schema at {snap.schema_current or 'none'}, needs {snap.schema_head}: "
+            "run `syncd migrate` (or start `syncd run` with database.auto_migrate)",
+            "",
+        )
+    live = snap.live(RUN_ROLE)
+    if not live:
+        runs = [h for h in snap.processes if h.role == RUN_ROLE]
+        if not runs:
+            return "no `syncd run` heartbeat: the daemon is not running on this database", ""
+        age_s = (snap.now - runs[0].last_beat_at).total_seconds()
+        return (
+            f"`syncd run` heartbeat is stale: last beat {age_s:.0f} s ago (limit "
+            f"{stale_s:.0f} s, ops.heartbeat_stale_s) from {runs[0].host} pid {runs[0].pid}",
+            "",
+        )
+    freshest = (snap.now - live[0].last_beat_at).total_seconds()
+    return None, (
+        f"ok: schema {snap.schema_current}, {len(live)} live `syncd run` process(es), "
+        f"freshest heartbeat {freshest:.0f} s ago"
+    )

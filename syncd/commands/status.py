@@ -1,0 +1,161 @@
+"""`syncd status`: the queue, the feeds, API usage against the budget, and the live processes.
+
+Reads the store only (no API call): a readable table by default, `--json` for scripts. API
+usage per side is syncd's own calls in the last 24 hours (all processes on this database) against
+its share of the daily limit, and the org-wide usage the API last reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from syncd.runtime.budget import ApiBudget, SideFigures
+from syncd.runtime.snapshot import Snapshot, read_snapshot
+from syncd.settings import Settings
+from syncd.store import Store
+
+
+async def run(args: argparse.Namespace, settings: Settings) -> int:
+    store = await Store.open(
+        settings.database.url,
+        busy_timeout_ms=settings.database.busy_timeout_ms,
+        migrate=False,
+        check_schema=True,
+    )
+    try:
+        now = datetime.now(UTC)
+        snap = await read_snapshot(store, now=now, stale_s=settings.ops.heartbeat_stale_s)
+        budget = ApiBudget(
+            share=settings.sync.api_budget_share,
+            pardot_daily_limit=settings.pardot.daily_api_limit,
+            clock=lambda: now,
+            store=store,
+        )
+        await budget.sync()  # reads the shared 24-hour counts and org usage; nothing to add
+        figures = budget.figures()
+    finally:
+        await store.aclose()
+    if getattr(args, "json", False):
+        print(json.dumps(status_json(snap, figures), indent=2))
+    else:
+        render(snap, figures, Console())
+    return 0
+
+
+def status_json(snap: Snapshot, figures: list[SideFigures]) -> dict[str, Any]:
+    """The whole status as a JSON-ready dict."""
+    out = snap.to_json()
+    out["api"] = {
+        f.system: {
+            "own_calls_24h": f.own_calls_24h,
+            "daily_limit": f.daily_limit,
+            "budget": f.own_cap,
+            "remaining": f.remaining,
+            "org_used": _org_used(snap, f),
+            "org_limit": _org_limit(snap, f),
+            "org_observed_at": _org_seen(snap, f),
+            "paused": f.paused,
+            "reason": f.reason,
+            "resume_at": f.resume_at.isoformat() if f.resume_at else None,
+        }
+        for f in figures
+    }
+    return out
+
+
+def _org_used(snap: Snapshot, f: SideFigures) -> int | None:
+    org = snap.org_usage.get(f.system)
+    return org.used if org is not None else f.org_used
+
+
+def _org_limit(snap: Snapshot, f: SideFigures) -> int | None:
+    org = snap.org_usage.get(f.system)
+    return org.limit if org is not None else None
+
+
+def _org_seen(snap: Snapshot, f: SideFigures) -> str | None:
+    org = snap.org_usage.get(f.system)
+    return org.observed_at.isoformat() if org is not None else None
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return str(timedelta(seconds=round(seconds)))
+
+
+def _when(at: datetime | None, now: datetime) -> str:
+    if at is None:
+        return "never"
+    return f"{at.strftime('%Y-%m-%d %H:%M:%S')}Z ({_age((now - at).total_seconds())} ago)"
+
+
+def render(snap: Snapshot, figures: list[SideFigures], console: Console) -> None:
+    """Print the status as tables."""
+    q = snap.queue
+    queue = Table(title="Queue", show_header=True, header_style="bold")
+    for col in ("pending", "due now", "claimed", "errors", "expired leases", "oldest pending"):
+        queue.add_column(col, justify="right")
+    queue.add_row(
+        str(q.pending),
+        str(q.due),
+        str(q.claimed),
+        str(q.error),
+        str(q.expired_leases),
+        _age(snap.oldest_pending_age_s()),
+    )
+    console.print(queue)
+
+    feeds = Table(title="Feeds", header_style="bold")
+    feeds.add_column("feed")
+    feeds.add_column("cursor")
+    feeds.add_column("last successful poll")
+    for feed in snap.feeds:
+        cursor = feed.position.strftime("%Y-%m-%d %H:%M:%S") + "Z"
+        if feed.last_id:
+            cursor += f" / {feed.last_id}"
+        feeds.add_row(feed.feed, cursor, _when(feed.last_poll_at, snap.now))
+    if not snap.feeds:
+        feeds.add_row("(none yet)", "-", "never")
+    console.print(feeds)
+
+    api = Table(title="API usage (last 24 h)", header_style="bold")
+    for col in ("side", "own calls", "budget", "remaining", "org usage last seen", "state"):
+        api.add_column(col, justify="left" if col in ("side", "state") else "right")
+    for f in figures:
+        org_used, org_limit = _org_used(snap, f), _org_limit(snap, f)
+        org = "-" if org_used is None else f"{org_used}" + (f" / {org_limit}" if org_limit else "")
+        state = f"paused: {f.reason}" if f.paused else "ok"
+        api.add_row(
+            f.system,
+            str(f.own_calls_24h),
+            "-" if f.own_cap is None else str(f.own_cap),
+            "-" if f.remaining is None else str(f.remaining),
+            org,
+            state,
+        )
+    console.print(api)
+
+    procs = Table(title="Processes", header_style="bold")
+    for col in ("process", "host", "pid", "role", "started", "last heartbeat", "live"):
+        procs.add_column(col)
+    live = {h.process_id for h in snap.live(role=None)}
+    for h in snap.processes:
+        procs.add_row(
+            h.process_id,
+            h.host,
+            str(h.pid),
+            h.role,
+            _when(h.started_at, snap.now),
+            _when(h.last_beat_at, snap.now),
+            "yes" if h.process_id in live else "stale",
+        )
+    if not snap.processes:
+        procs.add_row("(no syncd run has registered)", "", "", "", "", "", "")
+    console.print(procs)
