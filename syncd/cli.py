@@ -31,7 +31,8 @@ COMMANDS: dict[str, tuple[str, bool, str]] = {
     "history": ("history", True, "what was decided for a prospect, and why"),
     "preflight": ("preflight", True, "read-only report of what the first sync will do"),
     "migrate": ("migrate", True, "bring the database schema to the latest version"),
-    "check": ("check", True, "config valid, database reachable and migrated, heartbeat fresh"),
+    # check loads its own settings: a health check exits 0 or 1 (Docker reserves exit 2)
+    "check": ("check", False, "config valid, database reachable and migrated, heartbeat fresh"),
 }
 
 

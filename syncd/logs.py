@@ -121,7 +121,8 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(max(logging.getLevelName(level.upper()), logging.INFO))
-    for noisy in ("httpx", "httpcore", "aiosqlite", "asyncio"):
+    # alembic logs its plugin setup at INFO on import; the store logs `schema_migrated` itself
+    for noisy in ("httpx", "httpcore", "aiosqlite", "asyncio", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
