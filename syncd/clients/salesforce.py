@@ -901,17 +901,21 @@ class SalesforceClient:
         json: Any,
         headers: Mapping[str, str] | None,
     ) -> httpx.Response:
-        request = self._http.build_request(
-            method,
-            url,
-            params=dict(params) if params else None,
-            json=json,
-            headers={
-                "Authorization": f"Bearer {token}",
-                "Accept": "application/json",
-                **(headers or {}),
-            },
-        )
+        try:
+            request = self._http.build_request(
+                method,
+                url,
+                params=dict(params) if params else None,
+                json=json,
+                headers={
+                    "Authorization": f"Bearer {token}",
+                    "Accept": "application/json",
+                    **(headers or {}),
+                },
+            )
+        except httpx.InvalidURL:  # a query far beyond any limit (httpx caps URLs at 64 KiB)
+            size = len(quote_plus(str((params or {}).get("q", "")))) + len(url)
+            raise _Failure(_uri_too_long(size), True) from None
         route = _route(request.url.path)
         size = len(str(request.url).encode())
         if size > MAX_URI_BYTES:
