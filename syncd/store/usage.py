@@ -6,7 +6,7 @@ all instances spent in the last 24 hours.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -17,8 +17,8 @@ from syncd.store.upsert import insert_for
 
 
 def hour_of(at: datetime) -> datetime:
-    """The start of the hour bucket holding `at`."""
-    return at.replace(minute=0, second=0, microsecond=0)
+    """The start of the UTC hour bucket holding `at` (UTC: some zones are off by 30 minutes)."""
+    return at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 
 class UsageRepo:
