@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -437,3 +437,62 @@ async def test_refresh_token_flow_without_a_token_is_a_config_error(
     async with make_auth(sim, settings, clock=clock) as auth:
         with pytest.raises(errors.ConfigError, match=r"salesforce\.refresh_token"):
             await auth.token()
+
+
+async def test_unsupported_grant_type_names_the_flow_setting(clock: ManualClock) -> None:
+    async def refuses(scope: Any, receive: Any, send: Any) -> None:
+        body = b'{"error":"unsupported_grant_type","error_description":"grant type not supported"}'
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 400,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    async with make_auth(refuses, make_settings("password"), clock=clock) as auth:
+        with pytest.raises(errors.AuthError) as caught:
+            await auth.token()
+    assert caught.value.code == "unsupported_grant_type"
+    assert "salesforce.auth_flow" in caught.value.message
+    assert "grant type not supported" in caught.value.message
+    assert PASSWORD not in str(caught.value) and CLIENT_SECRET not in str(caught.value)
+
+
+async def test_jwt_from_a_machine_with_a_slow_clock_is_refused_with_a_clock_hint(
+    sim: SalesforceSimulator, clock: ManualClock, key_file: Path
+) -> None:
+    slow = ManualClock(clock() - timedelta(minutes=10))
+    settings = make_settings("jwt", private_key_file=key_file)
+    async with make_auth(sim, settings, clock=slow) as auth:
+        with pytest.raises(errors.AuthError) as caught:
+            await auth.session()
+    assert caught.value.code == "invalid_grant"
+    assert "expired authorization code" in caught.value.message
+    assert "clock" in caught.value.message
+
+
+async def test_a_failed_early_renewal_keeps_the_still_valid_token(
+    sim: SalesforceSimulator, clock: ManualClock
+) -> None:
+    state = {"down": False}
+
+    async def sometimes_down(scope: Any, receive: Any, send: Any) -> None:
+        # the token endpoint has an outage (a real 503), the REST API does not
+        if state["down"] and scope["type"] == "http" and scope["path"].endswith("/token"):
+            await send({"type": "http.response.start", "status": 503, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        await sim.app(scope, receive, send)
+
+    settings = make_settings("client_credentials")
+    async with make_auth(sometimes_down, settings, clock=clock, max_session_age_s=60) as auth:
+        first = await auth.token()
+        state["down"] = True
+        clock.advance(seconds=120)
+        assert await auth.token() == first  # renewal failed: keep going on the old token
+        state["down"] = False
+        second = await auth.token()  # the next call renews
+        assert second != first
+        assert auth.logins == 2

@@ -349,6 +349,27 @@ async def test_duplicate_rule_error_names_the_matches(clock: ManualClock) -> Non
         await o.aclose()
 
 
+async def test_duplicates_inside_a_collection_are_per_record(clock: ManualClock) -> None:
+    o = await make_org(clock, duplicate_rule=True)
+    try:
+        existing = o.sim.insert("Lead", lead(1))
+        results = await o.client.create_many("Lead", [lead(2), lead(3, Email="p1@example.com")])
+        assert results[0].success and not results[1].success
+        assert results[1].errors[0].code == "DUPLICATES_DETECTED"
+        assert existing in results[1].errors[0].message
+    finally:
+        await o.aclose()
+
+
+async def test_an_expired_session_is_renewed_once_and_reported(org: Org) -> None:
+    await org.client.limits()
+    org.sim.tokens.expire_all()
+    await org.client.limits()
+    assert [c.outcome for c in org.calls] == ["ok", "auth", "ok"]
+    assert [c.status for c in org.calls] == [200, 401, 200]
+    assert org.auth.logins == 2
+
+
 async def test_update_errors(org: Org) -> None:
     lead_id = org.sim.insert("Lead", lead(1))
     org.sim.convert_lead(lead_id)
@@ -555,11 +576,15 @@ async def test_lost_responses_on_updates_and_deletes_are_retried_safely(clock: M
             await o.client.update("Lead", rid, {"Title": "patched"})
         for rid in ids[10:15]:
             await o.client.delete("Lead", rid)
+        updated = await o.client.update_many("Lead", [{"Id": rid, "City": "Oslo"} for rid in ids])
+        assert [r.success for r in updated] == [True] * 10 + [False] * 5 + [True] * 5
         results = await o.client.delete_many(ids[15:])
         assert all(r.success for r in results)
+        assert o.requests("PATCH", "/composite/sobjects") >= 1
         faults = o.sim.counters.faults
         assert faults["lost_502"] + faults["lost_dropped"] > 0
         assert all(o.sim.get("Lead", rid)["Title"] == "patched" for rid in ids[:10])
+        assert all(o.sim.get("Lead", rid)["City"] == "Oslo" for rid in ids[:10])
         assert len(o.sim.records("Lead")) == 10
     finally:
         await o.aclose()
