@@ -98,6 +98,7 @@ from bisect import bisect_left, bisect_right, insort
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
+from functools import cached_property
 from typing import Any, Literal
 from urllib.parse import urlencode
 
@@ -255,9 +256,18 @@ class _Spec:
     has_deleted: bool
     custom_fields: bool = False
 
+    @cached_property
+    def blank(self) -> dict[str, Any]:
+        return {name: (False if kind == "bool" else None) for name, kind in self.fields.items()}
+
+    @cached_property
+    def booleans(self) -> tuple[str, ...]:
+        return tuple(name for name, kind in self.fields.items() if kind == "bool")
+
     def kind(self, name: str) -> Kind | None:
-        if name in self.fields:
-            return self.fields[name]
+        kind = self.fields.get(name)
+        if kind is not None:
+            return kind
         if self.custom_fields and _CUSTOM_FIELD.match(name):
             return "str"
         return None
@@ -568,25 +578,25 @@ class PardotSimulator:
         self.emails_table.load(_unique(emails, "email"))
 
     def _seed_row(self, spec: _Spec, raw: Any, i: int, now: int) -> dict[str, Any]:
-        what = f"pardot seed: {spec.name[:-1]} #{i}"
         if not isinstance(raw, dict):
-            raise ValueError(f"{what} is not an object")
+            raise ValueError(f"pardot seed: {spec.name[:-1]} #{i} is not an object")
         row = _blank(spec)
         for name, value in raw.items():
             kind = spec.kind(name)
             if kind is None:
-                raise ValueError(f"{what}: unknown field {name!r}")
+                raise ValueError(f"pardot seed: {spec.name[:-1]} #{i}: unknown field {name!r}")
             try:
                 row[name] = self._coerce(kind, value)
             except (TypeError, ValueError) as exc:
+                what = f"pardot seed: {spec.name[:-1]} #{i}"
                 raise ValueError(f"{what}: field {name!r}: {exc}") from None
         if row.get("id") is None:
             row["id"] = 0  # numbered by _unique
         if "createdAt" in spec.fields:
             row["createdAt"] = row["createdAt"] or now
             row["updatedAt"] = row["updatedAt"] or row["createdAt"]
-        for name, kind in spec.fields.items():
-            if kind == "bool" and row[name] is None:
+        for name in spec.booleans:
+            if row[name] is None:
                 row[name] = False
         return row
 
@@ -1149,7 +1159,7 @@ class PardotSimulator:
 
 def _blank(spec: _Spec) -> dict[str, Any]:
     """A row with every field null, except booleans, which the API answers as false."""
-    return {name: (False if kind == "bool" else None) for name, kind in spec.fields.items()}
+    return dict(spec.blank)
 
 
 def _unique(rows: list[dict[str, Any]], what: str) -> list[dict[str, Any]]:
