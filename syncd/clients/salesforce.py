@@ -603,7 +603,7 @@ class SalesforceClient:
         )
 
     async def update(self, sobject: str, record_id: str, fields: Mapping[str, Any]) -> None:
-        """Update one record (PATCH; idempotent, so retried)."""
+        """Update one record (PATCH; idempotent, so retried); assignment rules are not run."""
         await self._request(
             "PATCH",
             self._record_path(sobject, record_id),
@@ -683,10 +683,26 @@ class SalesforceClient:
         """Delete records by id through `/composite/sobjects`, 200 per request.
 
         When a chunk is retried after a lost answer, records the first attempt already deleted
-        (`ENTITY_IS_DELETED`) are reported as successes.
+        (`ENTITY_IS_DELETED`) are reported as successes. A malformed id fails alone, with
+        `MALFORMED_ID`, without being sent (unless `all_or_none`: then nothing is sent).
         """
-        for record_id in ids:
-            _record_id(record_id)
+        malformed = {i for i, record_id in enumerate(ids) if not _is_record_id(record_id)}
+        if malformed:
+            bad = errors.ErrorDetail("MALFORMED_ID", "not a 15- or 18-character Salesforce id")
+            rolled = errors.ErrorDetail(
+                "ALL_OR_NONE_OPERATION_ROLLED_BACK", "not sent: another id in the call is malformed"
+            )
+            if all_or_none:
+                return [
+                    SaveResult(rid, False, (bad if i in malformed else rolled,))
+                    for i, rid in enumerate(ids)
+                ]
+            good = [rid for i, rid in enumerate(ids) if i not in malformed]
+            sent = iter(await self.delete_many(good) if good else [])
+            return [
+                SaveResult(rid, False, (bad,)) if i in malformed else next(sent)
+                for i, rid in enumerate(ids)
+            ]
         path = f"{self._prefix}/composite/sobjects"
         id_list: list[str | None] = list(ids)
 
@@ -976,8 +992,12 @@ def _sobject(name: str) -> str:
     return name
 
 
+def _is_record_id(value: object) -> bool:
+    return isinstance(value, str) and _RECORD_ID.match(value) is not None
+
+
 def _record_id(record_id: str) -> str:
-    if not isinstance(record_id, str) or not _RECORD_ID.match(record_id):
+    if not _is_record_id(record_id):
         raise errors.PermanentAPIError(
             system=SYSTEM,
             status=None,

@@ -463,6 +463,20 @@ async def test_a_chunk_refused_by_the_daily_limit_comes_back_per_record(clock: M
         await o.aclose()
 
 
+async def test_delete_many_fails_a_malformed_id_alone(org: Org) -> None:
+    ids = [org.sim.insert("Lead", lead(i)) for i in range(3)]
+    results = await org.client.delete_many([ids[0], "garbage", ids[1]])
+    assert [r.success for r in results] == [True, False, True]
+    assert results[1].errors[0].code == "MALFORMED_ID" and results[1].id == "garbage"
+    assert [r["Id"] for r in org.sim.records("Lead")] == [ids[2]]
+    results = await org.client.delete_many([ids[2], "garbage"], all_or_none=True)
+    assert [r.errors[0].code for r in results] == [
+        "ALL_OR_NONE_OPERATION_ROLLED_BACK",
+        "MALFORMED_ID",
+    ]
+    assert org.requests("DELETE") == 1  # the all-or-none call was never sent
+
+
 # replication, metadata, usage
 
 
