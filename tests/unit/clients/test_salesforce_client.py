@@ -794,3 +794,45 @@ async def test_a_second_401_is_an_auth_error() -> None:
         assert caught.value.code == "INVALID_SESSION_ID"
         assert "API Enabled" in caught.value.message
         assert client.calls_made == 2 and auth.logins == 2  # one renewal, then give up
+
+
+class FlakyNetwork(httpx.AsyncBaseTransport):
+    """The network in front of the simulator: fails the next requests with the given errors."""
+
+    def __init__(self, app: Any) -> None:
+        self.inner = httpx.ASGITransport(app=app)
+        self.failures: list[Exception] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self.failures and "/services/data/" in request.url.path:
+            raise self.failures.pop(0)
+        return await self.inner.handle_async_request(request)
+
+
+async def test_timeouts_and_refused_connections(clock: ManualClock) -> None:
+    sim = SalesforceSimulator(sf_seed(), tokens=TokenRegistry(clock), clock=clock)
+    net = FlakyNetwork(sim.app)
+    settings = SalesforceSettings(
+        auth_flow="client_credentials", client_id=CLIENT_ID, client_secret=CLIENT_SECRET
+    )
+    async with (
+        SalesforceAuth(settings, transport=net, retry=FAST) as auth,
+        SalesforceClient(auth, transport=net, retry=FAST) as client,
+    ):
+        # reads retry through timeouts
+        net.failures = [httpx.ReadTimeout("slow"), httpx.ReadTimeout("slow")]
+        assert await client.count("SELECT COUNT() FROM Lead") == 0
+        # a create whose connection was refused was never sent: retried, created once
+        net.failures = [httpx.ConnectError("refused")]
+        await client.create("Lead", lead(1))
+        assert len(sim.records("Lead")) == 1
+        # a create that timed out waiting for its answer may have been applied: not resent
+        net.failures = [httpx.ReadTimeout("slow")]
+        with pytest.raises(errors.RetriableAPIError) as caught:
+            await client.create("Lead", lead(2))
+        assert caught.value.code == "TIMEOUT" and caught.value.status is None
+        assert "re-match" in caught.value.message
+        # reads that never get through end as a retriable error, not a crash
+        net.failures = [httpx.ReadTimeout("slow")] * FAST.max_attempts
+        with pytest.raises(errors.RetriableAPIError, match="TIMEOUT"):
+            await client.limits()
