@@ -17,9 +17,11 @@ run: $(STAMP)
 
 test: $(STAMP) lint typecheck pytest
 
+LINT_PATHS := syncd tests migrations $(wildcard bench)
+
 lint: $(STAMP)
-	$(BIN)/ruff check syncd tests bench migrations
-	$(BIN)/ruff format --check syncd tests bench migrations
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
 	$(BIN)/hadolint Dockerfile
 
 typecheck: $(STAMP)
