@@ -189,7 +189,7 @@ class Link:
     prospect_id: int
     crm_type: CrmType
     crm_id: str
-    base: Mapping[str, Any] = EMPTY
+    base: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
     crm_deleted: bool = False
 
     def __post_init__(self) -> None:

@@ -1,0 +1,104 @@
+"""The default field map (the seed's policies) and `[fields]` overrides."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from syncd.domain.fieldmap import FieldMap, FieldRule
+from syncd.domain.models import CrmType, Policy
+
+DEFAULT = FieldMap.default()
+
+
+@pytest.mark.parametrize(
+    ("pardot", "policy", "kind"),
+    [
+        pytest.param("email", Policy.CRM, "email", id="email-crm"),
+        pytest.param("firstName", Policy.CRM, "str", id="standard-field-crm-master"),
+        pytest.param("campaignId", Policy.PARDOT, "str", id="pardot-campaign"),
+        pytest.param("comments", Policy.PARDOT, "str", id="pardot-comments"),
+        pytest.param("createdAt", Policy.PARDOT, "datetime", id="pardot-created-date"),
+        pytest.param("lastActivityAt", Policy.PARDOT, "datetime", id="pardot-last-activity"),
+        pytest.param("score", Policy.PARDOT, "int", id="pardot-score"),
+        pytest.param("grade", Policy.PARDOT, "str", id="pardot-grade"),
+        pytest.param("optedOut", Policy.RECENT, "bool", id="opt-out-recent"),
+    ],
+)
+def test_default_policies_follow_the_seed(pardot: str, policy: Policy, kind: str) -> None:
+    rule = DEFAULT.rule(pardot)
+    assert rule is not None
+    assert (rule.policy, rule.kind) == (policy, kind)
+
+
+def test_contact_uses_mailing_address_and_has_no_company_or_website() -> None:
+    contact = DEFAULT.crm_fields(CrmType.CONTACT)
+    lead = DEFAULT.crm_fields(CrmType.LEAD)
+    assert "MailingStreet" in contact and "Street" not in contact
+    assert "Company" not in contact and "Website" not in contact
+    assert {"Company", "Website", "Street", "PostalCode"} <= set(lead)
+    assert "Id" in DEFAULT.crm_select_fields(CrmType.LEAD)
+    assert "IsConverted" in DEFAULT.crm_select_fields(CrmType.LEAD)
+
+
+def test_pardot_fields_include_the_link_fields() -> None:
+    fields = DEFAULT.pardot_fields()
+    for name in ("id", "email", "userId", "updatedAt", "salesforceId", "salesforceLeadId"):
+        assert name in fields
+    assert len(fields) == len(set(fields))
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        pytest.param(
+            {"crm": "Industry__c", "policy": "pardot", "blank_overwrites": True}, id="dict"
+        ),
+        pytest.param(
+            SimpleNamespace(crm="Industry__c", policy="pardot", blank_overwrites=True), id="attrs"
+        ),
+    ],
+)
+def test_override_adds_a_custom_field(entry: Any) -> None:
+    fmap = DEFAULT.with_overrides({"industry__c": entry})
+    rule = fmap.rule("industry__c")
+    assert rule == FieldRule(
+        pardot="industry__c",
+        crm_lead="Industry__c",
+        crm_contact="Industry__c",
+        policy=Policy.PARDOT,
+        blank_overwrites=True,
+    )
+    assert "Industry__c" in fmap.crm_fields(CrmType.CONTACT)
+    assert "industry__c" in fmap.pardot_fields()
+
+
+def test_override_changes_policy_and_keeps_the_default_mapping() -> None:
+    fmap = DEFAULT.with_overrides({"city": {"policy": "recent"}})
+    rule = fmap.rule("city")
+    assert rule is not None
+    assert (rule.crm_lead, rule.crm_contact, rule.policy) == ("City", "MailingCity", Policy.RECENT)
+    assert [r.pardot for r in fmap.rules] == [r.pardot for r in DEFAULT.rules]
+
+
+def test_policy_none_disables_a_field() -> None:
+    fmap = DEFAULT.with_overrides({"phone": {"policy": "none"}})
+    assert "Phone" not in fmap.crm_fields(CrmType.LEAD)
+    assert "phone" not in fmap.pardot_fields()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        pytest.param({"phone": {"policy": "sometimes"}}, "fields.phone", id="unknown-policy"),
+        pytest.param({"x__c": {"policy": "crm"}}, "fields.x__c: set crm", id="custom-without-crm"),
+        pytest.param({"jobTitle": {"crm": "Phone"}}, "both map to Lead.Phone", id="duplicate"),
+        pytest.param({"salesforceId": {"crm": "Id"}}, "kept by the sync", id="link-field"),
+        pytest.param({"x__c": {"crm": "X__c", "kind": "money"}}, "fields.x__c", id="bad-kind"),
+    ],
+)
+def test_bad_overrides_name_the_field(overrides: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        DEFAULT.with_overrides(overrides)
