@@ -299,6 +299,30 @@ def _render(value: Any) -> Any:
     return value
 
 
+def _coerce_typed(t: str, value: Any) -> Any:
+    """A JSON value as the Python value stored for field type `t`; TypeError/ValueError if not."""
+    if t == "boolean":
+        if not isinstance(value, bool):
+            raise TypeError(t)
+        return value
+    if t in ("double", "int", "currency", "percent"):
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise TypeError(t)
+        return float(value)
+    if t == "datetime":
+        if isinstance(value, datetime):
+            return _seconds(value if value.tzinfo else value.replace(tzinfo=UTC))
+        return _seconds(parse_datetime(str(value)))
+    if t == "date":
+        if isinstance(value, date) and not isinstance(value, datetime):
+            return value
+        return date.fromisoformat(str(value)[:10])
+    if isinstance(value, dict | list):
+        raise TypeError(t)
+    text = value if isinstance(value, str) else json.dumps(value)
+    return text if text != "" else None
+
+
 class SalesforceError(Exception):
     """An error answer: HTTP status plus Salesforce's error array entries."""
 
@@ -382,6 +406,12 @@ class _Table:
         self.deleted: dict[str, tuple[dict[str, Any], datetime]] = {}
         self.by_email: dict[str, set[str]] = {}
         self.stamps: list[tuple[datetime, str]] = []
+        self.by15: dict[str, str] = {}  # 15-char key -> stored id (live and deleted)
+
+    def resolve(self, raw: str) -> str | None:
+        """The stored id that a 15- or 18-character id names (live or deleted), or None."""
+        key = soql.id15(raw)
+        return self.by15.get(key) if key is not None else None
 
     # RecordSource ----------------------------------------------------------------------------
     def ids(self) -> Iterable[str]:
@@ -392,7 +422,8 @@ class _Table:
 
     def lookup(self, field_name: str, values: Iterable[Any]) -> set[str] | None:
         if field_name == "Id":
-            return {v for v in values if v in self.rows}
+            found_ids = (self.by15.get(v) for v in values)
+            return {rid for rid in found_ids if rid is not None and rid in self.rows}
         if field_name == "Email":
             found: set[str] = set()
             for v in values:
@@ -425,6 +456,7 @@ class _Table:
         if old is not None:
             self._unindex(old)
         self.rows[rid] = rec
+        self.by15[rid[:15]] = rid
         email = rec.get("Email")
         if isinstance(email, str):
             self.by_email.setdefault(email.casefold(), set()).add(rid)
@@ -604,9 +636,15 @@ class SalesforceSimulator:
                 rec[spec.name] = self._coerce(spec, value)
             except SalesforceError as exc:
                 raise ValueError(f"{where}: {spec.name}: {exc.message}") from None
-        rid = rec.get("Id") or self.new_id(prefix)
-        norm = soql.id18(rid)
-        if norm is None or not norm.startswith(prefix) or norm in self.tables[sobject].rows:
+        rid = str(rec.get("Id") or self.new_id(prefix))
+        norm = soql.id18(rid) if len(rid) == 15 else rid
+        table = self.tables[sobject]
+        if (
+            norm is None
+            or soql.id15(norm) is None
+            or not norm.startswith(prefix)
+            or table.resolve(norm)
+        ):
             raise ValueError(f"{where}: Id {rid!r} is malformed, duplicated or not a {sobject} id")
         rec["Id"] = norm
         if sobject == "User":
@@ -635,8 +673,9 @@ class SalesforceSimulator:
 
     def get(self, sobject: str, record_id: str) -> dict[str, Any] | None:
         """A copy of one live record, or None."""
-        norm = soql.id18(record_id) or record_id
-        rec = self._table(sobject).rows.get(norm)
+        table = self._table(sobject)
+        rid = table.resolve(record_id)
+        rec = table.rows.get(rid) if rid is not None else None
         return dict(rec) if rec is not None else None
 
     def insert(self, sobject: str, fields: dict[str, Any]) -> str:
@@ -710,42 +749,18 @@ class SalesforceSimulator:
     # record rules ----------------------------------------------------------------------------
     def _coerce(self, spec: FieldSpec, value: Any) -> Any:
         t = spec.type
-        bad = _err(
-            "JSON_PARSER_ERROR",
-            f"Cannot deserialize instance of {t} from {type(value).__name__.upper()} value"
-            f" {value} or request may be missing a required field",
-        )
         if value is None:
             return None
-        if t == "boolean":
-            if not isinstance(value, bool):
-                raise bad
-            return value
-        if t in ("double", "int", "currency", "percent"):
-            if isinstance(value, bool) or not isinstance(value, int | float | str):
-                raise bad
-            try:
-                return float(value)
-            except ValueError:
-                raise bad from None
-        if t == "datetime":
-            if isinstance(value, datetime):
-                return _seconds(value) if value.tzinfo else _seconds(value.replace(tzinfo=UTC))
-            try:
-                return _seconds(parse_datetime(str(value)))
-            except ValueError:
-                raise bad from None
-        if t == "date":
-            if isinstance(value, date) and not isinstance(value, datetime):
-                return value
-            try:
-                return date.fromisoformat(str(value)[:10])
-            except ValueError:
-                raise bad from None
-        if isinstance(value, dict | list):
-            raise bad
-        text = value if isinstance(value, str) else json.dumps(value)
-        return text if text != "" else None
+        if isinstance(value, str) and t in soql.STRING_TYPES:
+            return value if value != "" else None  # Salesforce stores "" as null
+        try:
+            return _coerce_typed(t, value)
+        except (TypeError, ValueError):
+            raise _err(
+                "JSON_PARSER_ERROR",
+                f"Cannot deserialize instance of {t} from {type(value).__name__.upper()} value"
+                f" {value} or request may be missing a required field",
+            ) from None
 
     def _parse_fields(
         self, sobject: str, body: Any, ctx: _SaveContext, *, creating: bool
@@ -826,65 +841,73 @@ class SalesforceSimulator:
             )
 
     def _is_owner(self, owner_id: str, allow_queue: bool) -> bool:
-        user = self.tables["User"].rows.get(owner_id)
-        if user is not None:
-            return bool(user.get("IsActive"))
-        return allow_queue and owner_id in self.tables["Group"].rows
+        users, groups = self.tables["User"], self.tables["Group"]
+        uid = users.resolve(owner_id)
+        if uid is not None and uid in users.rows:
+            return bool(users.rows[uid].get("IsActive"))
+        gid = groups.resolve(owner_id)
+        return allow_queue and gid is not None and gid in groups.rows
 
-    def _check_owner(self, sobject: str, owner_id: Any) -> None:
+    def _check_owner(self, sobject: str, owner_id: Any) -> str:
+        """The stored id of a valid owner, else the real error for the bad one."""
         if owner_id is None:
             raise _err(
                 "INVALID_CROSS_REFERENCE_KEY", "Owner ID: owner cannot be blank", ["OwnerId"]
             )
-        norm = soql.id18(str(owner_id))
-        if norm is None:
+        raw = str(owner_id)
+        if soql.id15(raw) is None:
             raise _err(
                 "MALFORMED_ID", f"Owner ID: id value of incorrect type: {owner_id}", ["OwnerId"]
             )
-        allow_queue = sobject != "Task" and sobject != "Contact"
+        allow_queue = sobject not in ("Task", "Contact")
         ok_prefixes = ("005", "00G") if allow_queue else ("005",)
-        if not norm.startswith(ok_prefixes):
+        if not raw.startswith(ok_prefixes):
             raise _err(
                 "FIELD_INTEGRITY_EXCEPTION",
                 f"Owner ID: id value of incorrect type: {owner_id}",
                 ["OwnerId"],
             )
-        user = self.tables["User"].rows.get(norm)
+        table = self.tables["User" if raw.startswith("005") else "Group"]
+        stored = table.resolve(raw)
+        user = table.rows.get(stored) if stored is not None and table.name == "User" else None
         if user is not None and not user.get("IsActive"):
             raise _err(
                 "INACTIVE_OWNER_OR_USER",
-                f"operation performed with inactive user [{norm}] as owner of {sobject.lower()}",
+                f"operation performed with inactive user [{stored}] as owner of {sobject.lower()}",
                 ["OwnerId"],
             )
-        if not self._is_owner(norm, allow_queue):
+        if stored is None or not self._is_owner(stored, allow_queue):
             raise _err("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", ["OwnerId"])
+        return stored
 
-    def _check_who(self, who_id: Any) -> None:
+    def _check_who(self, who_id: Any) -> str | None:
+        """The stored id of a valid Task WhoId (Lead or Contact), else the real error."""
         if who_id is None:
-            return
-        norm = soql.id18(str(who_id))
-        if norm is None:
+            return None
+        raw = str(who_id)
+        if soql.id15(raw) is None:
             raise _err("MALFORMED_ID", f"Name ID: id value of incorrect type: {who_id}", ["WhoId"])
-        table = {"00Q": "Lead", "003": "Contact"}.get(norm[:3])
-        if table is None:
+        name = {"00Q": "Lead", "003": "Contact"}.get(raw[:3])
+        if name is None:
             raise _err(
                 "FIELD_INTEGRITY_EXCEPTION",
                 f"Name ID: id value of incorrect type: {who_id}",
                 ["WhoId"],
             )
-        if norm in self.tables[table].deleted:
+        table = self.tables[name]
+        stored = table.resolve(raw)
+        if stored is not None and stored in table.deleted:
             raise _err("ENTITY_IS_DELETED", "entity is deleted", ["WhoId"])
-        if norm not in self.tables[table].rows:
+        if stored is None or stored not in table.rows:
             raise _err("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", ["WhoId"])
+        return stored
 
     def _check_references(self, sobject: str, rec: dict[str, Any], changed: Iterable[str]) -> None:
         changed = set(changed)
         if "OwnerId" in changed:
-            self._check_owner(sobject, rec.get("OwnerId"))
+            rec["OwnerId"] = self._check_owner(sobject, rec.get("OwnerId"))
         if sobject == "Task" and "WhoId" in changed:
-            self._check_who(rec.get("WhoId"))
-            if rec.get("WhoId"):
-                rec["WhoId"] = soql.id18(str(rec["WhoId"]))
+            rec["WhoId"] = self._check_who(rec.get("WhoId"))
 
     def _duplicates(self, rec: dict[str, Any]) -> list[tuple[str, str]]:
         email = rec.get("Email")
@@ -955,8 +978,14 @@ class SalesforceSimulator:
         values.pop("Id", None)
         prefix = SCHEMA[sobject][0]
         if seeded_id is not None:
-            rid = soql.id18(str(seeded_id))
-            if rid is None or not rid.startswith(prefix) or rid in self.tables[sobject].rows:
+            raw = str(seeded_id)
+            rid = soql.id18(raw) if len(raw) == 15 else raw
+            if (
+                rid is None
+                or soql.id15(rid) is None
+                or not rid.startswith(prefix)
+                or self.tables[sobject].resolve(rid) is not None
+            ):
                 raise _err(
                     "MALFORMED_ID",
                     f"Id {seeded_id!r} is malformed, duplicated or not a {sobject} id",
@@ -970,9 +999,6 @@ class SalesforceSimulator:
         rec["Id"] = rid
         if sobject == "Lead" and ctx.auto_assign and self.assignment_owner_id:
             rec["OwnerId"] = self.assignment_owner_id
-        rec["OwnerId"] = (
-            soql.id18(str(rec["OwnerId"])) or rec["OwnerId"] if rec.get("OwnerId") else None
-        )
         rec["CreatedDate"] = rec.get("CreatedDate") or now
         rec["LastModifiedDate"] = rec.get("LastModifiedDate") or rec["CreatedDate"]
         rec["SystemModstamp"] = rec.get("SystemModstamp") or rec["LastModifiedDate"]
@@ -1017,16 +1043,16 @@ class SalesforceSimulator:
 
     def _find(self, sobject: str, record_id: str) -> dict[str, Any]:
         table = self.tables[sobject]
-        norm = soql.id18(record_id)
-        if norm is None:
+        if soql.id15(record_id) is None:
             raise SalesforceError(
                 404,
                 "NOT_FOUND",
                 f"Provided external ID field does not exist or is not accessible: {record_id}",
             )
-        if norm in table.deleted:
+        stored = table.resolve(record_id)
+        if stored is not None and stored in table.deleted:
             raise SalesforceError(404, "ENTITY_IS_DELETED", "entity is deleted", [])
-        rec = table.rows.get(norm)
+        rec = table.rows.get(stored) if stored is not None else None
         if rec is None:
             raise _not_found()
         return rec
@@ -1051,8 +1077,6 @@ class SalesforceSimulator:
         rec.update(values)
         if sobject == "Lead" and ctx.auto_assign and self.assignment_owner_id:
             values["OwnerId"] = rec["OwnerId"] = self.assignment_owner_id
-        if rec.get("OwnerId"):
-            rec["OwnerId"] = soql.id18(str(rec["OwnerId"])) or rec["OwnerId"]
         self._derive(sobject, rec)
         self._check_required(sobject, rec)
         self._check_references(sobject, rec, values)
@@ -1317,7 +1341,11 @@ class SalesforceSimulator:
         parts = path.strip("/").split("/")
         if user_id is None:
             return _Response(403, raw=b"Bad_OAuth_Token", content_type="text/plain")
-        if len(parts) != 3 or parts[1] != self.org_id or soql.id18(parts[2]) != user_id:
+        if (
+            len(parts) != 3
+            or parts[1] != self.org_id
+            or self.tables["User"].resolve(parts[2]) != user_id
+        ):
             return _Response(403, raw=b"Forbidden", content_type="text/plain")
         user = self.tables["User"].rows[user_id]
         base = self.base_url
@@ -1757,16 +1785,15 @@ class SalesforceSimulator:
 
     def _collection_item(self, req: _Request, item: Any, ctx: _SaveContext) -> str:
         if req.method == "DELETE":
-            norm = soql.id18(str(item))
-            if norm is None:
-                raise _err("MALFORMED_ID", f"malformed id {item}")
-            sobject = {SCHEMA[n][0]: n for n in SCHEMA}.get(norm[:3])
-            if sobject is None or (
-                norm not in self.tables[sobject].rows and norm not in self.tables[sobject].deleted
-            ):
-                raise _err("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id")
-            self._delete(sobject, norm)
-            return norm
+            raw = str(item)
+            if soql.id15(raw) is None:
+                raise _err("MALFORMED_ID", f"malformed id {item}", [])
+            sobject = {SCHEMA[n][0]: n for n in SCHEMA}.get(raw[:3])
+            stored = self.tables[sobject].resolve(raw) if sobject is not None else None
+            if sobject is None or stored is None:
+                raise _err("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", [])
+            self._delete(sobject, stored)
+            return stored
         if not isinstance(item, dict):
             raise _err("JSON_PARSER_ERROR", "Each record must be a JSON object")
         attrs = item.get("attributes")
@@ -1787,16 +1814,17 @@ class SalesforceSimulator:
         return rec
 
     def _find_for_item(self, sobject: str, record_id: str) -> str:
-        norm = soql.id18(record_id)
-        if norm is None:
+        if soql.id15(record_id) is None:
             raise _err(
                 "MALFORMED_ID", f"{sobject} ID: id value of incorrect type: {record_id}", ["Id"]
             )
-        if norm in self.tables[sobject].deleted:
+        table = self.tables[sobject]
+        stored = table.resolve(record_id)
+        if stored is not None and stored in table.deleted:
             raise _err("ENTITY_IS_DELETED", "entity is deleted", [])
-        if norm not in self.tables[sobject].rows:
+        if stored is None or stored not in table.rows:
             raise _err("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", [])
-        return norm
+        return stored
 
     def _sobject_name_or_type_error(self, name: str) -> str:
         try:
@@ -1921,7 +1949,8 @@ class _WithDeleted:
 
     def lookup(self, field_name: str, values: Iterable[Any]) -> set[str] | None:
         if field_name == "Id":
-            return {v for v in values if self.get(v) is not None}
+            found_ids = (self.table.by15.get(v) for v in values)
+            return {rid for rid in found_ids if rid is not None}
         return None
 
     def range(

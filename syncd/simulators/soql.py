@@ -307,6 +307,8 @@ class _Parser:
         fields, count = self.select_list()
         self.expect_kw("from")
         obj = self.take()
+        if obj.kind == "kw" and obj.text == "group":  # the Group object shares a keyword's name
+            obj = Token("ident", self.text[obj.pos : obj.pos + 5], obj.pos)
         if obj.kind != "ident" or "." in obj.text:
             raise self.fail(obj)
         where = None
@@ -514,6 +516,14 @@ _ID18 = re.compile(r"^[a-zA-Z0-9]{18}$")
 _ID_SUFFIX = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
 
 
+def id15(value: str) -> str | None:
+    """The case-sensitive 15-character key of a 15- or 18-character id; None if malformed.
+
+    Salesforce ids are unique in their first 15 characters, so comparisons use this key.
+    """
+    return value[:15] if _ID15.match(value) or _ID18.match(value) else None
+
+
 def id18(value: str) -> str | None:
     """The 18-character form of a 15- or 18-character Salesforce id; None if malformed."""
     if _ID18.match(value):
@@ -639,7 +649,7 @@ class _Binder:
             except ValueError as exc:
                 raise self.bad_escape(lit, str(exc)) from None
             if t in ID_TYPES:
-                norm = id18(text)
+                norm = id15(text)
                 if norm is None:
                     raise SoqlError(
                         "INVALID_QUERY_FILTER_OPERATOR",
@@ -741,8 +751,8 @@ class RecordSource(Protocol):
     """The records of one sObject, with optional indexes.
 
     `lookup` answers equality on an indexed field (None: no index for that field); values are
-    the folded keys (lower-cased strings, 18-char ids). `range` answers an indexed range as ids
-    in ascending field order (None: no index).
+    the folded keys (lower-cased strings, 15-character id keys). `range` answers an indexed
+    range as ids in ascending field order (None: no index).
     """
 
     def ids(self) -> Iterable[str]: ...
@@ -758,7 +768,14 @@ class RecordSource(Protocol):
 
 def _getter(info: FieldInfo) -> Callable[[Record], Any]:
     name = info.name
-    if info.type in STRING_TYPES and info.type not in ID_TYPES:
+    if info.type in ID_TYPES:
+
+        def id_key(r: Record) -> Any:
+            v = r.get(name)
+            return v[:15] if isinstance(v, str) else v
+
+        return id_key
+    if info.type in STRING_TYPES:
 
         def folded(r: Record) -> Any:
             v = r.get(name)
@@ -938,6 +955,8 @@ def execute(query: BoundQuery, source: RecordSource) -> list[str]:
         and not order[0][1]
     )
     stop = None if query.limit is None else query.limit + (query.offset or 0)
+    if stop == 0:
+        return []
     get = source.get
     if not order or presorted:
         out: list[str] = []
