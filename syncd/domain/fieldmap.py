@@ -18,6 +18,7 @@ from syncd.domain.values import KINDS
 __all__ = [
     "CRM_RECORD_FIELDS",
     "PARDOT_LINK_FIELDS",
+    "PARDOT_READ_ONLY_FIELDS",
     "PARDOT_RECORD_FIELDS",
     "REQUIRED_CRM_FIELDS",
     "FieldMap",
@@ -26,6 +27,26 @@ __all__ = [
 
 # Pardot fields that say which CRM record a prospect syncs with; reconcile keeps them right.
 PARDOT_LINK_FIELDS: Final = ("salesforceId", "salesforceLeadId", "salesforceContactId")
+
+# Pardot prospect fields the API refuses to write (Pardot computes them): they can only flow
+# Pardot -> CRM, whatever their configured policy says (see `FieldRule.effective_policy`).
+PARDOT_READ_ONLY_FIELDS: Final = frozenset(
+    {
+        "id",
+        "createdAt",
+        "updatedAt",
+        "createdById",
+        "updatedById",
+        "isDeleted",
+        "assignedToId",
+        "lastActivityAt",
+        "salesforceUrl",
+        "salesforceLastSync",
+        "isEmailHardBounced",
+        "firstActivityAt",
+        "firstAssignedAt",
+    }
+)
 
 # Pardot fields every sync reads besides the mapped ones.
 PARDOT_RECORD_FIELDS: Final = (
@@ -91,9 +112,20 @@ class FieldRule:
         return self.crm_lead if crm_type is CrmType.LEAD else self.crm_contact
 
     @property
+    def effective_policy(self) -> Policy:
+        """The policy the merge applies: `policy`, except that a field Pardot will not let us
+        write (createdAt, lastActivityAt, ...) only flows to the CRM (Pardot is its only
+        writer, so it is master in fact): two-way -> `to_crm`, `to_pardot` -> `none`."""
+        if self.pardot not in PARDOT_READ_ONLY_FIELDS:
+            return self.policy
+        if self.policy in (Policy.TO_PARDOT, Policy.NONE):
+            return Policy.NONE
+        return Policy.TO_CRM
+
+    @property
     def synced(self) -> bool:
-        """False for `policy = "none"`."""
-        return self.policy is not Policy.NONE
+        """False when the field does not sync (`policy = "none"`, in effect or as configured)."""
+        return self.effective_policy is not Policy.NONE
 
 
 def _rule(

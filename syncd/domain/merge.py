@@ -19,7 +19,7 @@ target is blank) and never write the other way; `none` fields are ignored. With
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any, Final
@@ -169,6 +169,8 @@ def merge_field(
     crm_field = rule.crm_name(crm_type)
     if crm_field is None or not rule.synced:
         raise ValueError(f"fields.{rule.pardot} does not sync with {crm_type}")
+    if rule.effective_policy is not rule.policy:
+        rule = replace(rule, policy=rule.effective_policy)
     p = canonical(rule.kind, pardot_raw)
     c = canonical(rule.kind, crm_raw)
     if p == c:

@@ -317,7 +317,7 @@ def _lead_values(field_map: FieldMap, prospect: Prospect) -> dict[str, Scalar]:
     values: dict[str, Scalar] = {}
     for rule in field_map.synced_rules(CrmType.LEAD):
         crm_field = rule.crm_name(CrmType.LEAD)
-        if crm_field is None or rule.policy is Policy.TO_PARDOT:
+        if crm_field is None or rule.effective_policy is Policy.TO_PARDOT:
             continue  # one-way CRM -> Pardot: Pardot's value never goes to the CRM
         raw = pardot_value(prospect, rule.pardot)
         value = None if raw is MISSING else coerce(rule.kind, raw)
@@ -426,8 +426,8 @@ def _crm_only_plan(inp: ProspectInput, config: SyncConfig, directory: Directory)
     values: dict[str, Scalar] = {}
     for rule in config.field_map.synced_rules(record.type):
         crm_field = rule.crm_name(record.type)
-        if crm_field is None or rule.policy is Policy.TO_CRM:
-            continue  # one-way Pardot -> CRM: the CRM's value never goes to Pardot
+        if crm_field is None or rule.effective_policy is Policy.TO_CRM:
+            continue  # one-way Pardot -> CRM (or read-only in Pardot): never sent to Pardot
         raw = crm_value(record, crm_field)
         value = None if raw is MISSING else coerce(rule.kind, raw)
         if value is not None:

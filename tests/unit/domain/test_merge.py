@@ -210,3 +210,39 @@ def test_merge_keys_are_sorted() -> None:
     p = prospect(city="Paris", phone="1", firstName="Jane", zip="75001")
     merged = merge_record(FIELD_MAP, p, lead(), {})
     assert list(merged.crm_update) == sorted(merged.crm_update)
+
+
+@pytest.mark.parametrize(
+    ("pardot", "crm", "base"),
+    [
+        pytest.param(
+            "2026-01-01T00:00:00Z", "2026-02-01T00:00:00Z", "2026-01-01T00:00:00Z", id="crm-changed"
+        ),
+        pytest.param(None, "2026-02-01T00:00:00Z", None, id="pardot-blank"),
+    ],
+)
+def test_read_only_pardot_field_is_never_written_to_pardot(
+    pardot: Any, crm: Any, base: Any
+) -> None:
+    rule = FIELD_MAP.rule("lastActivityAt")
+    assert rule is not None and rule.policy is PARDOT and rule.effective_policy is TO_C
+    out = merge_field(
+        rule,
+        CrmType.LEAD,
+        pardot_raw=pardot,
+        crm_raw=crm,
+        base_pardot=base,
+        base_crm=base,
+        pardot_updated_at=T0,
+        crm_last_modified=T0,
+    )
+    assert not out.write_pardot and not out.write_crm
+
+
+def test_read_only_pardot_field_still_flows_to_the_crm() -> None:
+    p = prospect(createdAt="2026-01-01T00:00:00-05:00", lastActivityAt="2026-01-02T00:00:00Z")
+    merged = merge_record(FIELD_MAP, p, lead(), {})
+    assert dict(merged.crm_update) == {
+        "pi__created_date__c": "2026-01-01T05:00:00Z",
+        "pi__last_activity__c": "2026-01-02T00:00:00Z",
+    }

@@ -228,12 +228,12 @@ def test_conflicts_go_to_the_master(world: World, data: st.DataObject) -> None:
         if rule.pardot in unconflicted:
             continue
         p_value = p2.email if rule.pardot == "email" else p_fields[rule.pardot]
-        if rule.policy in (Policy.CRM, Policy.TO_PARDOT):
+        if rule.effective_policy in (Policy.CRM, Policy.TO_PARDOT):
             assert crm_name not in plan.crm_update
             assert canonical(rule.kind, plan.pardot_update[rule.pardot]) == canonical(
                 rule.kind, c_fields[crm_name]
             )
-        if rule.policy in (Policy.PARDOT, Policy.TO_CRM):
+        if rule.effective_policy in (Policy.PARDOT, Policy.TO_CRM):
             assert rule.pardot not in plan.pardot_update
             assert canonical(rule.kind, plan.crm_update[crm_name]) == canonical(rule.kind, p_value)
 

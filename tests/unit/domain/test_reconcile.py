@@ -150,7 +150,14 @@ def test_seed_row1_assignee_without_crm_username_gets_the_connector_user() -> No
 
 
 def test_seed_row2_crm_record_with_unmapped_owner_creates_an_unassigned_prospect() -> None:
-    rec = lead(1, owner=user_id(14), FirstName="Ann", LastName="Lee", Company="Acme")
+    rec = lead(
+        1,
+        owner=user_id(14),
+        FirstName="Ann",
+        LastName="Lee",
+        Company="Acme",
+        pi__created_date__c="2025-01-01T00:00:00Z",  # read-only in Pardot: never sent
+    )
     plan = run(
         ProspectInput(prospect=None, link=None, linked=None, crm_record=rec),
         config=replace(CONFIG, auto_create_prospects=True),
