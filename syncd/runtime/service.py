@@ -1,0 +1,484 @@
+"""The daemon: pollers on their interval, N workers, heartbeat, watchdog, ops, graceful stop.
+
+`Service(rt).run()` runs until `request_stop()` (the first SIGTERM/SIGINT, see
+`syncd.runtime.signals`) and then stops in this order:
+
+1. STOPPING=1 to systemd; pollers are cancelled (a page is committed with its cursor in one
+   transaction, so a cancelled poll loses nothing) and workers claim nothing new;
+2. in-flight batches get up to `sync.shutdown_grace_s` to finish; a batch still running then is
+   cancelled and its items are released (due again at once, attempt not counted);
+3. the heartbeat row is removed, the ops endpoint and the poller locks are closed; exit code 0.
+
+`force_stop()` (the second signal) skips the wait: running batches are cancelled at once and
+their items released if the store answers within a moment; if not, their leases expire and they
+run again later. Nothing is lost either way, because every effect is safe to run twice.
+
+Polling: every `sync.poll_interval_s` the process polls the feeds it holds (`runtime.leader`:
+all of them on SQLite; on PostgreSQL each feed is held by one process at a time). A feed whose
+side is paused by the API budget is skipped. Workers: `sync.workers` tasks, each claiming a batch
+(`sync.batch_size`) at a time through `runtime.pipeline`; an idle worker waits for the pollers'
+wake-up or a short idle interval. Expired leases are reaped in the same transaction as each claim
+(`Pipeline.claim`), so a separate reaper would only repeat it. The heartbeat row
+(`store.heartbeats`) is refreshed every few seconds, together with the shared API usage counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import os
+import signal
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import partial
+from typing import Any
+
+from syncd import __version__, errors, logs
+from syncd.clients.http import CallRecord
+from syncd.domain.models import CrmType
+from syncd.runtime import pollers as feeds
+from syncd.runtime.leader import Election, election_for
+from syncd.runtime.metrics import SyncdMetrics
+from syncd.runtime.ops import Check, OpsHandlers, OpsServer, parse_listen
+from syncd.runtime.pipeline import Pipeline, RunStats, Work
+from syncd.runtime.sdnotify import Notifier
+from syncd.runtime.snapshot import RUN_ROLE, read_snapshot
+from syncd.runtime.wiring import Runtime
+from syncd.store import Heartbeat, QueueItem
+
+log = logs.get(__name__)
+
+IDLE_WAIT_MAX_S = 2.0  # an idle worker looks for due items at least this often
+ERROR_BACKOFF_S = 5.0  # after an unexpected failure of a loop iteration
+RELEASE_TIMEOUT_S = 5.0  # how long a stopping worker tries to give its items back
+HEARTBEAT_PRUNE_AFTER = timedelta(days=1)
+TICK_S = 1.0
+STALL_S = 30.0  # /healthz and the watchdog fail when the loop ticker is this late
+
+
+@dataclass(frozen=True, slots=True)
+class Feed:
+    """One change feed: its name, the API it reads, and how to poll it once."""
+
+    name: str
+    system: str
+    poll: Callable[[feeds.PollStats], Awaitable[None]]
+
+
+def feeds_of(p: feeds.Pollers) -> list[Feed]:
+    """Every feed the pollers know, in polling order (the same as `Pollers.poll_all`)."""
+    return [
+        Feed(feeds.FEED_PARDOT_PROSPECTS, "pardot", p.poll_pardot_prospects),
+        Feed(feeds.FEED_PARDOT_EMAILS, "pardot", p.poll_pardot_emails),
+        Feed(feeds.crm_feed(CrmType.LEAD), "salesforce", partial(p.poll_crm, CrmType.LEAD)),
+        Feed(feeds.crm_feed(CrmType.CONTACT), "salesforce", partial(p.poll_crm, CrmType.CONTACT)),
+        Feed(
+            feeds.crm_deleted_feed(CrmType.LEAD),
+            "salesforce",
+            partial(p.poll_crm_deleted, CrmType.LEAD),
+        ),
+        Feed(
+            feeds.crm_deleted_feed(CrmType.CONTACT),
+            "salesforce",
+            partial(p.poll_crm_deleted, CrmType.CONTACT),
+        ),
+    ]
+
+
+def new_process_id() -> str:
+    """host:pid:random, unique across restarts and hosts."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+async def wait_any(*aws: Awaitable[Any], timeout_s: float | None = None) -> None:
+    """Return when the first of `aws` completes (or after `timeout_s`); cancel the rest."""
+    tasks = [asyncio.ensure_future(a) for a in aws]
+    try:
+        await asyncio.wait(tasks, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class Service:
+    """The `syncd run` daemon over one `Runtime` (see the module docstring)."""
+
+    def __init__(
+        self,
+        rt: Runtime,
+        *,
+        notifier: Notifier | None = None,
+        metrics: SyncdMetrics | None = None,
+        election: Election | None = None,
+        process_id: str | None = None,
+    ) -> None:
+        self.rt = rt
+        self.settings = rt.settings
+        self.notifier = notifier or Notifier()
+        self.metrics = metrics or SyncdMetrics()
+        self.election = election or election_for(rt.settings.database.url)
+        self.process_id = process_id or new_process_id()
+        self.feeds = feeds_of(feeds.Pollers(rt))
+        self.started_at = rt.clock()
+        self.stats = RunStats()
+        self._stop = asyncio.Event()
+        self._force = asyncio.Event()
+        self._work_available = asyncio.Event()
+        self._workers: list[asyncio.Task[None]] = []
+        self._background: list[asyncio.Task[None]] = []
+        self._last_tick = time.monotonic()
+        self._api_ok: set[str] = set()
+        self._ops: OpsServer | None = None
+        self._held_feeds: frozenset[str] = frozenset()
+        self._polled_at: dict[str, datetime] = {}  # last successful poll of each feed held here
+        self._stop_reason = ""
+        self.exit_code = 0
+
+    # -- control --------------------------------------------------------------------------------
+
+    def request_stop(self, sig: signal.Signals | None = None) -> None:
+        """Graceful stop: claim nothing new, finish or release in-flight items within the grace."""
+        if not self._stop.is_set():
+            self._stop_reason = sig.name if sig else "requested"
+            self._stop.set()
+
+    def force_stop(self, sig: signal.Signals | None = None) -> None:
+        """Immediate stop: cancel in-flight batches now (their leases cover anything left)."""
+        self.request_stop(sig)
+        if not self._force.is_set():
+            self._force.set()
+            if sig is not None:
+                self.exit_code = 128 + int(sig)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    # -- the run --------------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        """Run until stopped; returns the process exit code (0 after a graceful stop)."""
+        self.metrics.info.set(1, version=__version__)
+        self.metrics.start_time.set(time.time())
+        self._observe_api_calls()
+        await self._beat()
+        if self.settings.ops.listen:
+            host, port = parse_listen(self.settings.ops.listen)
+            token = self.settings.ops.bearer_token
+            self._ops = OpsServer(
+                OpsHandlers(self.healthz, self.readyz, self.render_metrics),
+                host=host,
+                port=port,
+                bearer_token=token.get_secret_value() if token else None,
+            )
+            await self._ops.start()
+        loops: list[Callable[[], Coroutine[Any, Any, None]]] = [
+            self._poll_loop,
+            self._heartbeat_loop,
+            self._tick_loop,
+        ]
+        if self.notifier.watchdog_interval_s() is not None:
+            loops.append(self._watchdog_loop)
+        self._background = [asyncio.create_task(f(), name=f.__name__) for f in loops]
+        self._workers = [
+            asyncio.create_task(self._worker_loop(i), name=f"worker-{i}")
+            for i in range(self.settings.sync.workers)
+        ]
+        log.info(
+            "service_started",
+            process_id=self.process_id,
+            workers=len(self._workers),
+            poll_interval_s=self.settings.sync.poll_interval_s,
+            store=self.rt.store.dialect,
+            ops=self.settings.ops.listen,
+        )
+        self.notifier.ready(status=self._status_line())
+        try:
+            await self._stop.wait()
+        finally:
+            await self._shutdown()
+        return self.exit_code
+
+    async def _shutdown(self) -> None:
+        grace_s = self.settings.sync.shutdown_grace_s
+        log.info("service_stopping", reason=self._stop_reason or "cancelled", grace_s=grace_s)
+        self.notifier.stopping(status="stopping: finishing in-flight items")
+        poll_task = next((t for t in self._background if t.get_name() == "_poll_loop"), None)
+        if poll_task is not None:
+            poll_task.cancel()
+        self._work_available.set()  # wake idle workers so they see the stop
+        busy = [t for t in self._workers if not t.done()]
+        if busy and not self._force.is_set():
+            await wait_any(asyncio.wait(busy), self._force.wait(), timeout_s=grace_s)
+        unfinished = [t for t in self._workers if not t.done()]
+        for t in unfinished:
+            t.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
+        for t in self._background:
+            t.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        if self._ops is not None:
+            await self._ops.aclose()
+        await self.election.aclose()
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(RELEASE_TIMEOUT_S):
+                await self.rt.store.run(
+                    lambda tx: self.rt.store.heartbeats.remove(tx, self.process_id)
+                )
+        log.info(
+            "service_stopped",
+            reason=self._stop_reason or "cancelled",
+            forced=self._force.is_set(),
+            cancelled_batches=len(unfinished),
+            items=self.stats.items,
+            retried=self.stats.retried,
+            errors=self.stats.errors,
+        )
+
+    def _status_line(self) -> str:
+        held = ", ".join(sorted(self._held_feeds)) or "none"
+        return (
+            f"{len(self._workers)} workers; {int(self.metrics.items_processed.value())} items "
+            f"synced; polling: {held}"
+        )
+
+    # -- pollers ----------------------------------------------------------------------------------
+
+    async def _poll_loop(self) -> None:
+        interval_s = self.settings.sync.poll_interval_s
+        names = [f.name for f in self.feeds]
+        while not self.stopping:
+            started = time.monotonic()
+            try:
+                self._held_feeds = await self.election.ensure(names)
+                stats = feeds.PollStats()
+                for feed in self.feeds:
+                    if feed.name in self._held_feeds and not self.stopping:
+                        await self._poll_feed(feed, stats)
+                if stats.total_queued:
+                    self._work_available.set()
+            except Exception as exc:
+                log.warning("poll_round_failed", error=logs.redact(str(exc)))
+            elapsed_s = time.monotonic() - started
+            await wait_any(self._stop.wait(), timeout_s=max(0.0, interval_s - elapsed_s))
+
+    async def _poll_feed(self, feed: Feed, stats: feeds.PollStats) -> None:
+        try:
+            self.rt.budget.check(feed.system)
+            await feed.poll(stats)
+        except errors.BudgetExhaustedError as exc:
+            log.info("poll_skipped", feed=feed.name, system=feed.system, code=exc.code)
+        except errors.APIError as exc:
+            log.warning("poll_failed", feed=feed.name, system=exc.system, code=exc.code,
+                        status=exc.status, message=exc.message)  # fmt: skip
+        except errors.StoreError as exc:
+            log.warning("poll_failed", feed=feed.name, error=logs.redact(str(exc)))
+        else:
+            self._polled_at[feed.name] = self.rt.clock()
+            queued = stats.queued.get(feed.name, 0)
+            if queued:
+                log.info("poll_queued", feed=feed.name, queued=queued)
+
+    # -- workers ----------------------------------------------------------------------------------
+
+    async def _worker_loop(self, index: int) -> None:
+        pipeline = Pipeline(self.rt, worker_id=f"{self.process_id}/w{index}", stats=self.stats)
+        idle_s = min(self.settings.sync.poll_interval_s, IDLE_WAIT_MAX_S)
+        while not self.stopping:
+            try:
+                claimed = await self._one_batch(pipeline)
+            except errors.BudgetExhaustedError as exc:
+                wait_s = min(max(exc.retry_after_s or 0.0, idle_s), 60.0)
+                await wait_any(self._stop.wait(), timeout_s=wait_s)
+                continue
+            except Exception as exc:
+                log.warning("batch_failed", worker=index, error=logs.redact(str(exc)),
+                            kind=type(exc).__name__)  # fmt: skip
+                await wait_any(self._stop.wait(), timeout_s=ERROR_BACKOFF_S)
+                continue
+            if claimed == 0:
+                self._work_available.clear()
+                await wait_any(self._stop.wait(), self._work_available.wait(), timeout_s=idle_s)
+
+    async def _one_batch(self, pipeline: Pipeline) -> int:
+        """Claim one batch and sync it; on any interruption give the items back."""
+        self.rt.budget.check("salesforce")
+        self.rt.budget.check("pardot")
+        items = await pipeline.claim()
+        if not items:
+            return 0
+        try:
+            works = await pipeline.process(items)
+        except BaseException:
+            await asyncio.shield(self._release(pipeline.worker_id, items))
+            raise
+        finally:
+            with contextlib.suppress(Exception):
+                await self.rt.budget.sync()
+        self._count(works)
+        return len(items)
+
+    async def _release(self, worker_id: str, items: Sequence[QueueItem]) -> None:
+        ids = [i.id for i in items]
+        now = self.rt.clock()
+        try:
+            async with asyncio.timeout(RELEASE_TIMEOUT_S):
+                released = await self.rt.store.run(
+                    lambda tx: self.rt.store.queue.release(tx, ids, worker_id=worker_id, now=now)
+                )
+            log.info("items_released", worker_id=worker_id, count=len(released))
+        except Exception as exc:  # the leases expire and the items run again later
+            log.warning("items_release_failed", worker_id=worker_id, count=len(ids),
+                        error=type(exc).__name__)  # fmt: skip
+
+    def _count(self, works: Sequence[Work]) -> None:
+        now = self.rt.clock()
+        for w in works:
+            if w.ok:
+                self.metrics.items_processed.inc(len(w.items))
+                for item in w.items:
+                    latency_s = (now - item.first_seen_at).total_seconds()
+                    self.metrics.sync_latency.observe(max(0.0, latency_s))
+            else:
+                retriable = isinstance(w.error, errors.RetriableAPIError)
+                self.metrics.items_failed.inc(
+                    len(w.items), outcome="retry" if retriable else "error"
+                )
+
+    # -- heartbeat, loop ticker, watchdog ---------------------------------------------------------
+
+    def heartbeat_interval_s(self) -> float:
+        return min(10.0, max(1.0, self.settings.ops.heartbeat_stale_s / 4))
+
+    async def _beat(self) -> None:
+        now = self.rt.clock()
+        beat = Heartbeat(
+            process_id=self.process_id,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            role=RUN_ROLE,
+            started_at=self.started_at,
+            last_beat_at=now,
+        )
+
+        async def write(tx: Any) -> None:
+            await self.rt.store.heartbeats.beat(tx, beat)
+            await self.rt.store.heartbeats.prune(tx, before=now - HEARTBEAT_PRUNE_AFTER)
+
+        await self.rt.store.run(write)
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_interval_s())
+            try:
+                await self._beat()
+                await self.rt.budget.sync()
+            except Exception as exc:
+                log.warning("heartbeat_failed", error=logs.redact(str(exc)))
+            self.notifier.status(self._status_line())
+
+    async def _tick_loop(self) -> None:
+        while True:
+            self._last_tick = time.monotonic()
+            await asyncio.sleep(TICK_S)
+
+    def _alive(self) -> tuple[bool, dict[str, Any]]:
+        lag_s = time.monotonic() - self._last_tick
+        # every loop runs until the stop: one that ended before it has crashed
+        dead = [t.get_name() for t in (*self._background, *self._workers) if t.done()]
+        dead = [] if self.stopping else dead
+        ok = lag_s < STALL_S and not dead
+        return ok, {"loop_lag_s": round(lag_s, 3), "dead_tasks": dead}
+
+    async def _watchdog_loop(self) -> None:
+        interval_s = self.notifier.watchdog_interval_s() or TICK_S
+        while True:
+            ok, detail = self._alive()
+            if ok:
+                self.notifier.watchdog()
+            else:
+                log.error("watchdog_withheld", **detail)
+            await asyncio.sleep(interval_s)
+
+    # -- ops endpoint -----------------------------------------------------------------------------
+
+    def _observe_api_calls(self) -> None:
+        """Count API calls by system and outcome for /metrics and /readyz.
+
+        The clients report every call to `rt.budget.record` (their `on_call` hook); this wraps
+        that bound method on this instance so the budget keeps counting as before.
+        """
+        budget = self.rt.budget
+        record = budget.record
+
+        def counting(call: CallRecord) -> None:
+            record(call)
+            self.metrics.api_calls.inc(system=call.system, outcome=call.outcome)
+            if call.outcome == "ok":
+                self._api_ok.add(call.system)
+
+        budget.record = counting  # type: ignore[method-assign,assignment]  # instance hook, see docstring
+
+    def healthz(self) -> Check:
+        """Alive: the event loop ticks and no loop task died."""
+        ok, detail = self._alive()
+        return Check(ok, {"process_id": self.process_id, **detail})
+
+    async def readyz(self) -> Check:
+        """Ready: store reachable and migrated, both APIs answered, no side paused, not stopping."""
+        reasons: dict[str, Any] = {}
+        try:
+            async with asyncio.timeout(5.0):
+                current, head = await self.rt.store.migration_state()
+            reasons["store"] = "ok" if current == head else f"schema {current}, needs {head}"
+        except Exception as exc:
+            reasons["store"] = f"unreachable: {type(exc).__name__}"
+        for system in ("salesforce", "pardot"):
+            if system not in self._api_ok:
+                reasons[system] = "no successful call yet"
+                continue
+            decision = self.rt.budget.decision(system)
+            reasons[system] = "ok" if decision.allowed else f"paused: {decision.reason}"
+        if self.stopping:
+            reasons["service"] = "stopping"
+        ok = all(v == "ok" for v in reasons.values())
+        return Check(ok, reasons)
+
+    async def render_metrics(self) -> str:
+        """Refresh the store gauges, then render every metric."""
+        m = self.metrics
+        now: datetime = self.rt.clock()
+        try:
+            async with asyncio.timeout(5.0):
+                snap = await read_snapshot(
+                    self.rt.store, now=now, stale_s=self.settings.ops.heartbeat_stale_s
+                )
+        except Exception as exc:
+            log.warning("metrics_store_read_failed", error=type(exc).__name__)
+        else:
+            q = snap.queue
+            m.queue_items.replace(
+                [({"state": s}, n) for s, n in
+                 (("pending", q.pending), ("claimed", q.claimed), ("error", q.error))]
+            )  # fmt: skip
+            m.oldest_pending_age.set(snap.oldest_pending_age_s() or 0.0)
+            # a feed polled here counts from its last success even when its cursor did not move
+            lags = {f.feed: f.lag_s(now) for f in snap.feeds}
+            for feed, at in self._polled_at.items():
+                lags[feed] = min(lags.get(feed, math.inf), (now - at).total_seconds())
+            m.poll_lag.replace([({"feed": f}, lag) for f, lag in sorted(lags.items())])
+            m.live_processes.set(len(snap.live()))
+        m.api_budget_left.replace(
+            [
+                ({"system": f.system}, float(f.remaining))
+                for f in self.rt.budget.figures()
+                if f.remaining is not None
+            ]
+        )
+        return m.render()
