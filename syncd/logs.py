@@ -67,6 +67,16 @@ def _scrub(value: Any, key: str = "") -> Any:
     return value
 
 
+def _name_processor(
+    logger: Any, method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    # structlog reserves the keyword `logger`; `get` carries the name under another key.
+    name = event_dict.pop("_logger_name", None)
+    if name is not None:
+        event_dict = {"logger": name, **event_dict}
+    return event_dict
+
+
 def _scrub_processor(
     logger: Any, method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
@@ -90,6 +100,7 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
         else structlog.dev.ConsoleRenderer(colors=stream.isatty())
     )
     shared: list[Any] = [
+        _name_processor,
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -127,5 +138,9 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
 
 
 def get(name: str | None = None) -> Any:
-    """A structlog logger; the name travels as the `logger` field."""
-    return structlog.get_logger(name) if name is None else structlog.get_logger().bind(logger=name)
+    """A structlog logger; the name travels as the `logger` field.
+
+    The logger stays lazy (it binds on first use, not at import), so module-level loggers follow
+    whatever `configure` set last, such as the demo's quieter level.
+    """
+    return structlog.get_logger() if name is None else structlog.get_logger(_logger_name=name)

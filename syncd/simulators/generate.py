@@ -244,7 +244,8 @@ def generate_seed(
         last = LAST[rng.randrange(len(LAST))]
         suffix = rng.choice(["Inc", "Ltd", "GmbH", "LLC"])
         company = f"{COMPANIES[rng.randrange(len(COMPANIES))]} {suffix}"
-        local = f"{first}.{last}".lower().replace("'", "").replace(" ", "")
+        # Names keep their unicode; email local parts are ASCII, as Salesforce validates them.
+        local = f"{first}.{last}".lower().replace("'", "").replace(" ", "").replace("ü", "ue")
         if i % 97 == 0:
             local += "+news"  # plus addressing must match exactly
         return first, last, company, f"{local}.{i}@{company.split()[0].lower()}.example"
