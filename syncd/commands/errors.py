@@ -62,7 +62,7 @@ def render_list(items: list[QueueItem], console: Console) -> None:
     table.add_column("last failed (UTC)", no_wrap=True)
     table.add_column("what", no_wrap=True)
     table.add_column("code", no_wrap=True)
-    table.add_column("message")
+    table.add_column("message", overflow="fold")
     for item in items:
         table.add_row(
             str(item.id),

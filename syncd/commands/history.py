@@ -53,9 +53,9 @@ def render(ident: str, lines: list[AuditLine], console: Console) -> None:
     table.add_column("when (UTC)", no_wrap=True)
     table.add_column("action", no_wrap=True)
     table.add_column("record", no_wrap=True)
-    table.add_column("change")
+    table.add_column("change", overflow="fold")
     table.add_column("policy", no_wrap=True)
-    table.add_column("why")
+    table.add_column("why", overflow="fold")
     for line in lines:
         change = ""
         if line.field:

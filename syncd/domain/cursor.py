@@ -118,15 +118,27 @@ class RecentRows:
         return [r for r in rows if (r.id, _stamp(r.at)) not in known]
 
     def remember(
-        self, rows: Iterable[Row], *, cursor: Cursor, overlap_s: float, max_rows: int = 20_000
+        self,
+        rows: Iterable[Row],
+        *,
+        cursor: Cursor,
+        overlap_s: float,
+        settled_before: datetime | None = None,
+        max_rows: int = 20_000,
     ) -> RecentRows:
         """Add `rows` and forget rows older than the next poll's window start.
 
-        Past `max_rows` the oldest are dropped: forgetting only costs a harmless re-queue.
+        `settled_before`: only rows stamped before it are remembered. Both APIs stamp whole
+        seconds, so a row stamped in the second the poll ran can change again with the SAME
+        stamp; such a row must be queued again when re-read, not taken for a re-read. Past
+        `max_rows` the oldest are dropped: forgetting only costs a harmless re-queue.
         """
         horizon = cursor.position - timedelta(seconds=overlap_s)
         merged: dict[str, str] = dict(self.seen)
         for row in rows:
+            if settled_before is not None and row.at >= settled_before:
+                merged.pop(row.id, None)
+                continue
             merged[row.id] = _stamp(row.at)
         kept = sorted(
             ((rid, at) for rid, at in merged.items() if datetime.fromisoformat(at) >= horizon),

@@ -178,6 +178,7 @@ class Pollers:
         feed = FEED_PARDOT_PROSPECTS
         cursor, recent, _ = await self._load(feed)
         signpost = self.rt.clock()
+        settled = signpost.replace(microsecond=0)
         start, end = cursors.poll_window(
             cursor, signpost=signpost, overlap_s=self.rt.settings.sync.overlap_s
         )
@@ -209,7 +210,12 @@ class Pollers:
                     )
                     fresh.discard(str(raw.get("id")))
             cursor = cursors.advance(cursor, keep, signpost=end)
-            recent = recent.remember(keep, cursor=cursor, overlap_s=self.rt.settings.sync.overlap_s)
+            recent = recent.remember(
+                keep,
+                cursor=cursor,
+                overlap_s=self.rt.settings.sync.overlap_s,
+                settled_before=settled,
+            )
             await self._commit(feed, items, cursor, recent)
             stats.add(feed, len(keep), len(items))
             if done:
@@ -272,8 +278,11 @@ class Pollers:
         """Queue Leads or Contacts whose `SystemModstamp` is in this poll's window."""
         feed = crm_feed(crm_type)
         cursor, recent, _ = await self._load(feed)
-        # Whole seconds: SOQL datetime literals have no fraction, and the bound is exclusive.
-        signpost = self.rt.clock().replace(microsecond=0)
+        # Whole seconds: SOQL datetime literals have no fraction. The exclusive bound is the
+        # NEXT second, so records stamped in the current second are read now; a record that
+        # commits later with an earlier stamp is caught by the overlap re-read.
+        settled = self.rt.clock().replace(microsecond=0)
+        signpost = settled + timedelta(seconds=1)
         start, end = cursors.poll_window(
             cursor, signpost=signpost, overlap_s=self.rt.settings.sync.overlap_s
         )
@@ -289,7 +298,12 @@ class Pollers:
                 for item in self._crm_items(crm_type, r, linked.get(r["Id"], []))
             ]
             cursor = cursors.advance(cursor, keep, signpost=end)
-            recent = recent.remember(keep, cursor=cursor, overlap_s=self.rt.settings.sync.overlap_s)
+            recent = recent.remember(
+                keep,
+                cursor=cursor,
+                overlap_s=self.rt.settings.sync.overlap_s,
+                settled_before=settled,
+            )
             await self._commit(feed, items, cursor, recent)
             stats.add(feed, len(keep), len(items))
         await self._commit(feed, [], cursor, recent)

@@ -70,6 +70,17 @@ def test_recent_rows_same_instant_other_offset_is_a_reread() -> None:
     assert seen.fresh([Row("a", other_zone)]) == []
 
 
+def test_recent_rows_do_not_remember_rows_of_the_unsettled_second() -> None:
+    """A row stamped in the poll's own second may change again with the same stamp."""
+    seen = RecentRows().remember(
+        [Row("a", at(10)), Row("b", at(9))],
+        cursor=Cursor(at(10)),
+        overlap_s=60,
+        settled_before=at(10),
+    )
+    assert seen.fresh([Row("a", at(10)), Row("b", at(9))]) == [Row("a", at(10))]
+
+
 def test_recent_rows_forget_what_left_the_window() -> None:
     seen = RecentRows().remember([Row("a", at(10))], cursor=Cursor(at(10)), overlap_s=60)
     later = seen.remember([Row("b", at(200))], cursor=Cursor(at(200)), overlap_s=60)
