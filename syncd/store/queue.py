@@ -234,15 +234,17 @@ class QueueRepo:
         """
         if limit <= 0:
             return []
-        sibling = q.alias("sibling")
-        busy = (
-            select(sibling.c.id)
-            .where(sibling.c.key == q.c.key, sibling.c.state == State.CLAIMED.value)
-            .exists()
-        )
+        # NOT IN, not NOT EXISTS: PostgreSQL hashes the held keys once per claim instead of
+        # probing per candidate (a join it misplans on a fresh table without statistics).
+        held = q.alias("held")
+        held_keys = select(held.c.key).where(held.c.state == State.CLAIMED.value)
         picked_sel = (
             select(q.c.id)
-            .where(q.c.state == State.PENDING.value, q.c.available_at <= now, ~busy)
+            .where(
+                q.c.state == State.PENDING.value,
+                q.c.available_at <= now,
+                q.c.key.not_in(held_keys),
+            )
             .order_by(q.c.available_at, q.c.id)
             .limit(limit)
         )
