@@ -33,7 +33,7 @@ async def _known_crm_ids(rt: Runtime, crm_ids: list[str]) -> set[str]:
         wanted = [c for c in crm_ids if (t := crm_type_of_id(c)) is not None and t.value == kind]
         if wanted:
             soql = f"SELECT Id FROM {kind} WHERE {soql_in('Id', wanted)}"
-            found.update(r["Id"][:15] async for r in rt.salesforce.query(soql))
+            found.update([r["Id"][:15] async for r in rt.salesforce.query(soql)])
     return found
 
 

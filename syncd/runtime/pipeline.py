@@ -921,6 +921,8 @@ class Pipeline:
         async def one(w: Work, data: dict[str, Any]) -> None:
             assert w.prospect_id is not None
             try:
+                # The budget is checked per call: one batch may hold hundreds of updates.
+                self.rt.budget.check("pardot")
                 answer = await self.rt.pardot.update_prospect(
                     w.prospect_id, data, ("id", "updatedAt")
                 )
