@@ -234,6 +234,9 @@ class Store:
                 yield conn
             except BaseException as exc:
                 await _rollback_quietly(conn)
+                bug = engines.programming_error(exc)
+                if bug is not None:  # e.g. a naive datetime: a bug to fix, not a DB failure
+                    raise bug from exc
                 if isinstance(exc, engines.STORE_ERRORS):
                     raise engines.translate(exc, self.url) from exc
                 raise

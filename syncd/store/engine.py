@@ -26,7 +26,7 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError, StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from syncd.errors import StoreError
@@ -225,3 +225,16 @@ def translate(exc: BaseException, url: str | URL) -> StoreError:
 
 
 STORE_ERRORS: tuple[type[BaseException], ...] = (SQLAlchemyError, OSError)
+
+
+def programming_error(exc: BaseException) -> BaseException | None:
+    """The caller's own error wrapped by SQLAlchemy (a bad parameter), or None.
+
+    A `ValueError` raised while binding a parameter (a naive datetime) is a bug in the calling
+    code: it is re-raised as itself, not disguised as a database failure.
+    """
+    if isinstance(exc, StatementError) and not isinstance(exc, DBAPIError):
+        orig = exc.orig
+        if isinstance(orig, ValueError | TypeError):
+            return orig
+    return None

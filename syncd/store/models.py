@@ -7,6 +7,7 @@ datetime handed to the store is a bug and raises `ValueError` (see `tables.UTCDa
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -25,7 +26,7 @@ class Reason(enum.IntFlag):
     @classmethod
     def names(cls, bits: int) -> frozenset[str]:
         """The lower-case names of the reasons set in `bits` (`{"pardot_change", ...}`)."""
-        return frozenset(r.name.lower() for r in cls if r.name and bits & r.value)
+        return _reason_names(int(bits))
 
     @classmethod
     def from_names(cls, names: Iterable[str]) -> Reason:
@@ -37,6 +38,12 @@ class Reason(enum.IntFlag):
             except KeyError:
                 raise ValueError(f"unknown queue reason {name!r}") from None
         return bits
+
+
+@functools.lru_cache(maxsize=64)
+def _reason_names(bits: int) -> frozenset[str]:
+    # Cached: enum iteration is slow, and a claim decodes hundreds of rows.
+    return frozenset(r.name.lower() for r in Reason if r.name and bits & r.value)
 
 
 class State(enum.StrEnum):

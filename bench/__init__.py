@@ -1,0 +1,1 @@
+"""Benchmarks: measured figures, not tests (run each with `.venv/bin/python -m bench.<name>`)."""
