@@ -12,7 +12,7 @@ import sys
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
+from rich.markup import escape
 
 from syncd.runtime.wiring import open_store
 from syncd.settings import Settings
@@ -45,31 +45,31 @@ def _value(value: Any) -> str:
 
 
 def render(ident: str, lines: list[AuditLine], console: Console) -> None:
-    """Print the history as a readable table."""
+    """Print the history grouped by sync (newest first), one decision a line.
+
+    A list, not a table: the reasons are sentences, and a six-column table is unreadable in an
+    80-column terminal or a log viewer.
+    """
     if not lines:
         console.print(f"No history for {ident}: it has not been synced (or the id is wrong).")
         return
-    table = Table(title=f"History of {ident} (newest first)", title_justify="left")
-    table.add_column("when (UTC)", no_wrap=True)
-    table.add_column("action", no_wrap=True)
-    table.add_column("record", no_wrap=True)
-    table.add_column("change", overflow="fold")
-    table.add_column("policy", no_wrap=True)
-    table.add_column("why", overflow="fold")
+    console.print(f"[bold]History of {ident}[/] (newest first)")
+    current: tuple[str, str] | None = None
     for line in lines:
-        change = ""
+        record = line.crm_id or (f"prospect {line.prospect_id}" if line.prospect_id else "")
+        group = (line.at.strftime("%Y-%m-%d %H:%M:%S UTC"), record)
+        if group != current:
+            current = group
+            console.print(f"\n[bold]{group[0]}[/]  {escape(record)}")
+        what = escape(line.action)
         if line.field:
             change = f"{line.field}: {_value(line.old)} -> {_value(line.new)}"
-        record = line.crm_id or (f"p:{line.prospect_id}" if line.prospect_id else "")
-        table.add_row(
-            line.at.strftime("%Y-%m-%d %H:%M:%S"),
-            line.action,
-            record,
-            change,
-            line.policy or "",
-            line.reason or "",
-        )
-    console.print(table)
+            what += f"  {escape(change)}"
+        if line.policy:
+            what += f"  [dim](policy {escape(line.policy)})[/]"
+        console.print(f"  - {what}", soft_wrap=False)
+        if line.reason:
+            console.print(f"      {escape(line.reason)}", style="italic")
 
 
 async def run(args: argparse.Namespace, settings: Settings) -> int:
