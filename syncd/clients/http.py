@@ -105,6 +105,17 @@ def _is_retriable(exc: BaseException) -> bool:
 NO_RETRY = RetryPolicy(max_attempts=1)
 
 
+@dataclass(frozen=True, slots=True)
+class Transports:
+    """Transports the API clients use instead of the network (None: the real network).
+
+    `World.transports()` gives in-process ones for the simulators; production passes none.
+    """
+
+    salesforce: httpx.AsyncBaseTransport | None = None
+    pardot: httpx.AsyncBaseTransport | None = None
+
+
 def build_http_client(
     base_url: str,
     *,

@@ -11,9 +11,6 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
-
-import httpx
 
 from syncd import logs
 from syncd.clients import http
@@ -37,14 +34,6 @@ PARDOT_USER_FIELDS = ("id", "email", "username", "salesforceId", "isDeleted")
 def utc_now() -> datetime:
     """The wall clock in UTC (the runtime's default clock)."""
     return datetime.now(UTC)
-
-
-@dataclass(frozen=True, slots=True)
-class Transports:
-    """Transports the API clients use instead of the network (None: the real network)."""
-
-    salesforce: httpx.AsyncBaseTransport | None = None
-    pardot: httpx.AsyncBaseTransport | None = None
 
 
 @dataclass(eq=False)
@@ -179,7 +168,7 @@ async def open_store(settings: Settings, *, migrate: bool | None = None) -> Stor
 async def build_runtime(
     settings: Settings,
     *,
-    transports: Any = None,
+    transports: http.Transports | None = None,
     clock: Clock = utc_now,
     store: Store | None = None,
     migrate: bool | None = None,
@@ -192,8 +181,8 @@ async def build_runtime(
     settings.require_salesforce()
     settings.require_pardot()
     warn_if_tls_unverified(settings)
-    sf_transport = getattr(transports, "salesforce", None) if transports is not None else None
-    pd_transport = getattr(transports, "pardot", None) if transports is not None else None
+    transports = transports or http.Transports()
+    sf_transport, pd_transport = transports.salesforce, transports.pardot
     own_store = store is None
     st = store if store is not None else await open_store(settings, migrate=migrate)
     try:

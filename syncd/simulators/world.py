@@ -9,26 +9,18 @@ in-process through `transports()` (httpx.ASGITransport, no sockets), or over rea
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from syncd.clients.http import Transports
 from syncd.simulators._base import Clock, Faults, TokenRegistry, wall_clock
 from syncd.simulators.pardot import PardotSimulator
 from syncd.simulators.salesforce import SalesforceSimulator
 
 IN_PROCESS_SALESFORCE_URL = "http://salesforce.sim"
 IN_PROCESS_PARDOT_URL = "http://pardot.sim"
-
-
-@dataclass(frozen=True, slots=True)
-class Transports:
-    """The transports the API clients use instead of the network (one per system)."""
-
-    salesforce: httpx.AsyncBaseTransport | None = None
-    pardot: httpx.AsyncBaseTransport | None = None
 
 
 class SeedError(ValueError):
