@@ -7,7 +7,7 @@ FROM python:3.11-slim AS builder
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY syncd ./syncd
 COPY migrations ./migrations
 RUN python -m pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
