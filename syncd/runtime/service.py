@@ -58,6 +58,7 @@ ERROR_BACKOFF_S = 5.0  # after an unexpected failure of a loop iteration
 RELEASE_TIMEOUT_S = 5.0  # how long a stopping worker tries to give its items back
 HEARTBEAT_PRUNE_AFTER = timedelta(days=1)
 TICK_S = 1.0
+_STORE_LOOPS = ("_poll_loop", "_heartbeat_loop")  # background loops that write to the store
 STALL_S = 30.0  # /healthz and the watchdog fail when the loop ticker is this late
 
 
@@ -209,20 +210,20 @@ class Service:
         grace_s = self.settings.sync.shutdown_grace_s
         log.info("service_stopping", reason=self._stop_reason or "cancelled", grace_s=grace_s)
         self.notifier.stopping(status="stopping: finishing in-flight items")
-        poll_task = next((t for t in self._background if t.get_name() == "_poll_loop"), None)
-        if poll_task is not None:
-            poll_task.cancel()
+        # Loops that touch the store stop at their next check rather than being cancelled
+        # mid-transaction; only what is still running when the grace ends is cancelled.
         self._work_available.set()  # wake idle workers so they see the stop
-        busy = [t for t in self._workers if not t.done()]
+        store_loops = [
+            *self._workers,
+            *(t for t in self._background if t.get_name() in _STORE_LOOPS),
+        ]
+        busy = [t for t in store_loops if not t.done()]
         if busy and not self._force.is_set():
             await wait_any(asyncio.wait(busy), self._force.wait(), timeout_s=grace_s)
         unfinished = [t for t in self._workers if not t.done()]
-        for t in unfinished:
+        for t in (*self._workers, *self._background):
             t.cancel()
-        await asyncio.gather(*self._workers, return_exceptions=True)
-        for t in self._background:
-            t.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
+        await asyncio.gather(*self._workers, *self._background, return_exceptions=True)
         if self._ops is not None:
             await self._ops.aclose()
         await self.election.aclose()
@@ -374,8 +375,10 @@ class Service:
         await self.rt.store.run(write)
 
     async def _heartbeat_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.heartbeat_interval_s())
+        while not self.stopping:
+            await wait_any(self._stop.wait(), timeout_s=self.heartbeat_interval_s())
+            if self._stop.is_set():
+                return
             try:
                 await self._beat()
                 await self.rt.budget.sync()
