@@ -127,7 +127,7 @@ class Service:
         self.process_id = process_id or new_process_id()
         self.feeds = feeds_of(feeds.Pollers(rt))
         self.started_at = rt.clock()
-        self.stats = RunStats()
+        self._stats: list[RunStats] = []  # one per worker, so per-batch deltas are exact
         self._stop = asyncio.Event()
         self._force = asyncio.Event()
         self._work_available = asyncio.Event()
@@ -237,9 +237,9 @@ class Service:
             reason=self._stop_reason or "cancelled",
             forced=self._force.is_set(),
             cancelled_batches=len(unfinished),
-            items=self.stats.items,
-            retried=self.stats.retried,
-            errors=self.stats.errors,
+            items=sum(st.items for st in self._stats),
+            retried=sum(st.retried for st in self._stats),
+            errors=sum(st.errors for st in self._stats),
         )
 
     def _status_line(self) -> str:
@@ -289,7 +289,9 @@ class Service:
     # -- workers ----------------------------------------------------------------------------------
 
     async def _worker_loop(self, index: int) -> None:
-        pipeline = Pipeline(self.rt, worker_id=f"{self.process_id}/w{index}", stats=self.stats)
+        stats = RunStats()
+        self._stats.append(stats)
+        pipeline = Pipeline(self.rt, worker_id=f"{self.process_id}/w{index}", stats=stats)
         idle_s = min(self.settings.sync.poll_interval_s, IDLE_WAIT_MAX_S)
         while not self.stopping:
             try:
@@ -314,6 +316,7 @@ class Service:
         items = await pipeline.claim()
         if not items:
             return 0
+        retried, failed = pipeline.stats.retried, pipeline.stats.errors
         try:
             works = await pipeline.process(items)
         except BaseException:
@@ -322,7 +325,9 @@ class Service:
         finally:
             with contextlib.suppress(Exception):
                 await self.rt.budget.sync()
-        self._count(works)
+        self._count(
+            works, retried=pipeline.stats.retried - retried, failed=pipeline.stats.errors - failed
+        )
         return len(items)
 
     async def _release(self, worker_id: str, items: Sequence[QueueItem]) -> None:
@@ -338,7 +343,8 @@ class Service:
             log.warning("items_release_failed", worker_id=worker_id, count=len(ids),
                         error=type(exc).__name__)  # fmt: skip
 
-    def _count(self, works: Sequence[Work]) -> None:
+    def _count(self, works: Sequence[Work], *, retried: int, failed: int) -> None:
+        """Metrics of one settled batch: synced items and their latency, retries, errors."""
         now = self.rt.clock()
         for w in works:
             if w.ok:
@@ -346,11 +352,10 @@ class Service:
                 for item in w.items:
                     latency_s = (now - item.first_seen_at).total_seconds()
                     self.metrics.sync_latency.observe(max(0.0, latency_s))
-            else:
-                retriable = isinstance(w.error, errors.RetriableAPIError)
-                self.metrics.items_failed.inc(
-                    len(w.items), outcome="retry" if retriable else "error"
-                )
+        if retried:
+            self.metrics.items_failed.inc(retried, outcome="retry")
+        if failed:
+            self.metrics.items_failed.inc(failed, outcome="error")
 
     # -- heartbeat, loop ticker, watchdog ---------------------------------------------------------
 
