@@ -6,6 +6,7 @@ simulated APIs, and watches the result through those APIs and the store. Waits a
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 from pathlib import Path
@@ -105,6 +106,20 @@ def test_run_syncs_both_ways_serves_ops_and_stops_cleanly(tmp_path: Path) -> Non
             assert check.stdout.startswith("ok:")
             wait_until(lambda: notify.seen("WATCHDOG"), what="WATCHDOG=1")
 
+            # status: the same picture for a person (table) and a script (--json)
+            status = _syncd(["status", "--json"], env, tmp_path)
+            doc = json.loads(status)
+            assert doc["schema"]["migrated"] is True
+            assert doc["queue"]["claimed"] >= 0 and doc["queue"]["error"] == 0
+            feeds = {f["feed"]: f for f in doc["feeds"]}
+            assert feeds["pardot.prospects"]["last_poll_at"] is not None
+            assert [p["live"] for p in doc["processes"]] == [True]
+            assert doc["api"]["pardot"]["own_calls_24h"] > 0
+            assert doc["api"]["pardot"]["budget"] == 12_500  # half of the 25,000 default limit
+            table = _syncd(["status"], env, tmp_path)
+            for title in ("Queue", "Feeds", "API usage", "Processes"):
+                assert title in table
+
             run.signal(signal.SIGTERM)
             assert run.wait(GRACE_S + 30) == 0
         finally:
@@ -122,6 +137,14 @@ def test_run_syncs_both_ways_serves_ops_and_stops_cleanly(tmp_path: Path) -> Non
     assert TOKEN not in run.stderr()
     stopped = next(e for e in events if e["event"] == "service_stopped")
     assert stopped["forced"] is False
+
+
+def _syncd(args: list[str], env: dict[str, str], cwd: Path) -> str:
+    proc = subprocess.run(
+        [*SYNCD, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
 
 
 def _busy(url: str) -> bool:
