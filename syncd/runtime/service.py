@@ -168,17 +168,9 @@ class Service:
         self.metrics.info.set(1, version=__version__)
         self.metrics.start_time.set(time.time())
         self._observe_api_calls()
-        await self._beat()
         if self.settings.ops.listen:
-            host, port = parse_listen(self.settings.ops.listen)
-            token = self.settings.ops.bearer_token
-            self._ops = OpsServer(
-                OpsHandlers(self.healthz, self.readyz, self.render_metrics),
-                host=host,
-                port=port,
-                bearer_token=token.get_secret_value() if token else None,
-            )
-            await self._ops.start()
+            await self._start_ops(self.settings.ops.listen)
+        await self._beat()
         loops: list[Callable[[], Coroutine[Any, Any, None]]] = [
             self._poll_loop,
             self._heartbeat_loop,
@@ -205,6 +197,23 @@ class Service:
         finally:
             await self._shutdown()
         return self.exit_code
+
+    async def _start_ops(self, listen: str) -> None:
+        host, port = parse_listen(listen)
+        token = self.settings.ops.bearer_token
+        self._ops = OpsServer(
+            OpsHandlers(self.healthz, self.readyz, self.render_metrics),
+            host=host,
+            port=port,
+            bearer_token=token.get_secret_value() if token else None,
+        )
+        try:
+            await self._ops.start()
+        except OSError as exc:
+            raise errors.ConfigError(
+                f"ops.listen = {listen!r}: cannot listen there ({exc.strerror}); choose a free "
+                "port or unset it (SYNCD_OPS__LISTEN)"
+            ) from None
 
     async def _shutdown(self) -> None:
         grace_s = self.settings.sync.shutdown_grace_s

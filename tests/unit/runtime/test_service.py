@@ -9,7 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
 
+from syncd.errors import ConfigError
 from syncd.runtime.metrics import SyncdMetrics
 from syncd.runtime.sdnotify import Notifier
 from syncd.runtime.service import Service
@@ -112,3 +114,20 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+async def test_ops_port_in_use_is_a_configuration_error(tmp_path: Path) -> None:
+    world = World.from_file(example_seed_path())
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        settings = _settings(tmp_path, world, listen=f"127.0.0.1:{port}")
+        rt = await build_runtime(settings, transports=world.transports())
+        try:
+            with pytest.raises(ConfigError, match=r"ops\.listen"):
+                await Service(rt, notifier=Notifier({})).run()
+            async with rt.store.read() as tx:
+                assert await rt.store.heartbeats.all(tx) == []
+        finally:
+            await rt.aclose()
