@@ -6,14 +6,17 @@ simulated APIs, and watches the result through those APIs and the store. Waits a
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import subprocess
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 
 from syncd.settings import SyncSettings
+from syncd.store import Heartbeat, Store
 
 from . import (
     SYNCD,
@@ -214,3 +217,44 @@ def test_check_fails_without_a_running_daemon(tmp_path: Path) -> None:
     )
     assert bad.returncode == 1  # not 2: Docker reserves exit 2 for health checks
     assert "sync.workers" in bad.stderr
+
+
+def test_check_judges_the_heartbeat(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path}/syncd.db"
+    env = base_env(SYNCD_DATABASE__URL=url, SYNCD_OPS__HEARTBEAT_STALE_S="60")
+    _syncd(["migrate"], env, tmp_path)
+
+    def check() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*SYNCD, "check"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60
+        )
+
+    assert "no `syncd run` heartbeat" in check().stderr
+
+    async def beat(age_s: float) -> None:
+        store = await Store.open(url)
+        now = datetime.now(UTC)
+        try:
+            async with store.transaction() as tx:
+                await store.heartbeats.beat(
+                    tx,
+                    Heartbeat(
+                        process_id="host:1:test",
+                        host="host",
+                        pid=1,
+                        role="run",
+                        started_at=now - timedelta(hours=1),
+                        last_beat_at=now - timedelta(seconds=age_s),
+                    ),
+                )
+        finally:
+            await store.aclose()
+
+    asyncio.run(beat(age_s=600))
+    stale = check()
+    assert stale.returncode == 1
+    assert "heartbeat is stale" in stale.stderr and "limit 60 s" in stale.stderr
+    asyncio.run(beat(age_s=1))
+    fresh = check()
+    assert fresh.returncode == 0, fresh.stderr
+    assert fresh.stdout.startswith("ok:")
