@@ -55,7 +55,9 @@ async def run(args: argparse.Namespace, settings: Settings, **runtime_options: A
     if getattr(args, "json", False):
         sys.stdout.write(json.dumps(report.to_json(), indent=2, default=str) + "\n")
     else:
-        render(report, Console(width=min(WIDTH, Console().width), highlight=False))
+        # markup off: org data and messages such as "[[unknown]]" or "[fields]" print as is.
+        width = min(WIDTH, Console().width)
+        render(report, Console(width=width, highlight=False, markup=False))
     return 0
 
 
@@ -99,9 +101,9 @@ def _table(console: Console, group: Group, columns: Sequence[tuple[str, str]]) -
         return
     table = Table(show_edge=False, pad_edge=False, box=None, header_style="dim")
     for _, header in columns:
-        table.add_column(header, overflow="fold")
+        table.add_column(Text(header), overflow="fold")
     for row in group.examples:
-        table.add_row(*(_cell(row.get(key)) for key, _ in columns))
+        table.add_row(*(Text(_cell(row.get(key))) for key, _ in columns))
     console.print(table, style="", new_line_start=False)
     if group.count > len(group.examples):
         console.print(Text(f"           ... and {group.count - len(group.examples):,} more", "dim"))
@@ -143,9 +145,14 @@ def _render_problems(r: PreflightReport, console: Console) -> None:
     _section(console, "Fix first")
     if not r.problems:
         console.print("  nothing blocks the first sync")
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(width=9, no_wrap=True)
+    grid.add_column(overflow="fold")
     for p in r.problems:
         style = "bold red" if p["severity"] == "blocker" else "yellow"
-        console.print(Text.assemble((f"  {p['severity']:<8} ", style), p["message"]))
+        grid.add_row(Text(f" {p['severity']}", style), Text(p["message"]))
+    if r.problems:
+        console.print(grid)
 
 
 def _yes(flag: bool | None) -> str:
@@ -298,7 +305,12 @@ def _render_fields(r: PreflightReport, console: Console) -> None:
     _table(
         console,
         group,
-        (("object", "object"), ("field", "field"), ("pardot_field", "Pardot"), ("problem", "")),
+        (
+            ("object", "object"),
+            ("field", "field"),
+            ("pardot_field", "Pardot"),
+            ("problem", "problem"),
+        ),
     )
 
 
@@ -306,12 +318,19 @@ def _render_side(console: Console, name: str, side: Side) -> None:
     console.print(Text(f"  {name}", "bold"))
     for step in side.steps:
         console.print(f"  {_n(step['calls']):>9}  {step['step']}")
+    console.print(f"  {_n(side.calls):>9}  in all")
     console.print(
-        f"  {_n(side.calls):>9}  in all; daily limit {_n(side.daily_limit)}, used today "
-        f"{_n(side.used_today)}, syncd's budget {_n(side.budget)}"
-        + (f" -> {side.days} day(s)" if side.days else "")
-        + (f"; {side.latency_ms} ms per call measured" if side.latency_ms is not None else "")
+        f"{'':>13}daily limit {_n(side.daily_limit)}, used today {_n(side.used_today)}, "
+        f"syncd's budget {_n(side.budget)} ({_days(side.days)})"
     )
+    if side.latency_ms is not None:
+        console.print(f"{'':>13}{side.latency_ms} ms per call measured")
+
+
+def _days(days: int | None) -> str:
+    if days is None:
+        return "days unknown"
+    return "fits in one day" if days <= 1 else f"needs about {days} days"
 
 
 def _render_api(r: PreflightReport, console: Console) -> None:
@@ -320,8 +339,11 @@ def _render_api(r: PreflightReport, console: Console) -> None:
     _render_side(console, "Salesforce", a.salesforce)
     _render_side(console, "Pardot", a.pardot)
     if a.duration_s is not None:
-        minutes = a.duration_s / 60
-        console.print(
-            f"  about {minutes:,.1f} minutes of API time at the measured latency "
-            f"(pauses for the daily budget not included)"
+        took = (
+            f"{a.duration_s:,.0f} seconds"
+            if a.duration_s < 120
+            else f"{a.duration_s / 60:,.0f} minutes"
+            if a.duration_s < 7200
+            else f"{a.duration_s / 3600:,.1f} hours"
         )
+        console.print(f"  about {took} at the measured latency (budget pauses not included)")
