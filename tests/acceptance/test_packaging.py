@@ -131,7 +131,12 @@ def _run(cmd: list[str], *, cwd: Path, env: dict[str, str], timeout_s: float) ->
 
 def test_wheel_installs_into_a_fresh_venv_and_runs(tmp_path: Path) -> None:
     """What the image does: build the wheel, install it with its dependencies, run syncd."""
-    clean_env = {k: v for k, v in os.environ.items() if not k.startswith(("SYNCD_", "VIRTUAL_ENV"))}
+    # nothing from the test's own interpreter may leak into the fresh environment
+    clean_env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("SYNCD_", "VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME"))
+    }
     wheels = tmp_path / "wheels"
     _run(
         [
