@@ -150,6 +150,32 @@ class Faults:
         return cls(**section)
 
 
+def update_faults(faults: Faults, body: bytes) -> dict[str, Any]:
+    """Apply a `POST /__sim__/faults` JSON object to `faults` in place; the new settings.
+
+    Keys are the `Faults` attribute names (`{"error_rate": 0}` turns 5xx answers off); the
+    middleware reads the object on every request, so the change applies to the next one.
+    Raises ValueError naming an unknown key or a share outside 0..1.
+    """
+    try:
+        update = json.loads(body or b"{}")
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"fault settings must be a JSON object: {exc}") from None
+    if not isinstance(update, dict):
+        raise ValueError("fault settings must be a JSON object")
+    known = {f for f in Faults.__dataclass_fields__} - {"seed"}
+    unknown = set(update) - known
+    if unknown:
+        raise ValueError(f"unknown fault settings {sorted(unknown)}; known: {sorted(known)}")
+    for key, value in update.items():
+        if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"fault setting {key} must be a number >= 0")
+        if key != "latency_ms" and value > 1:
+            raise ValueError(f"fault setting {key} is a share: between 0 and 1")
+        setattr(faults, key, float(value))
+    return {k: getattr(faults, k) for k in sorted(known)}
+
+
 @dataclass
 class Counters:
     """Requests seen by a simulator, by method and route, readable in-process and over HTTP."""

@@ -85,7 +85,7 @@ Users, emails, limits
     * Injected faults (`SimulatorMiddleware`): 500 answers the JSON body of code 183; 503 answers an
       HTML "Service Unavailable" page, as a load balancer in front of the API would (CHOICE).
     * Control routes (not counted, not faulted): `GET /__sim__/counters`, `POST
-      /__sim__/reset-counters`.
+      /__sim__/reset-counters`, `GET|POST /__sim__/faults` (read or change the injected faults).
 """
 
 from __future__ import annotations
@@ -118,6 +118,7 @@ from syncd.simulators._base import (
     SimulatorMiddleware,
     TokenRegistry,
     json_bytes,
+    update_faults,
     wall_clock,
 )
 
@@ -742,7 +743,7 @@ class PardotSimulator:
         request = Request(scope, receive)
         try:
             if scope["path"].startswith(SIM_PREFIX):
-                answer = self._control(request)
+                answer = self._control(request, await request.body())
             else:
                 body = await request.body()
                 with self._lock:
@@ -753,8 +754,14 @@ class PardotSimulator:
             )
         await _send_answer(send, answer)
 
-    def _control(self, request: Request) -> _Answer:
+    def _control(self, request: Request, body: bytes = b"") -> _Answer:
         path = request.url.path
+        if path == f"{SIM_PREFIX}/faults" and request.method in ("GET", "POST"):
+            try:
+                now = update_faults(self.faults, body if request.method == "POST" else b"{}")
+            except ValueError as exc:
+                raise ApiError(400, 1, str(exc)) from None
+            return _Answer(200, now)
         if path == f"{SIM_PREFIX}/counters" and request.method == "GET":
             snap = self.counters.snapshot()
             snap["api_usage"] = self.api_usage

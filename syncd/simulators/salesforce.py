@@ -47,6 +47,7 @@ from syncd.simulators._base import (
     SimulatorMiddleware,
     TokenRegistry,
     json_bytes,
+    update_faults,
     wall_clock,
 )
 
@@ -542,6 +543,7 @@ class SalesforceSimulator:
             self._refresh_tokens.add(str(oauth["refresh_token"]))
         self._load_seed(seed, oauth.get("username", "connector@sim.example"))
         fault_cfg = faults if faults is not None else Faults.from_seed(seed.get("faults"))
+        self.faults = fault_cfg  # `POST /__sim__/faults` changes it in place
         self.app: ASGIApp = SimulatorMiddleware(
             self._asgi,
             counters=self.counters,
@@ -1184,7 +1186,7 @@ class SalesforceSimulator:
         }
         params = dict(parse_qsl(query_string.decode("latin-1"), keep_blank_values=True))
         if path.startswith(SIM_PREFIX):
-            return self._control(method, path)
+            return self._control(method, path, body)
         if path == "/services/oauth2/token":
             if method != "POST":
                 return _Response(
@@ -1199,7 +1201,13 @@ class SalesforceSimulator:
             return self._rest(method, path, params, headers, body)
         return _Response(404, _not_found().body())
 
-    def _control(self, method: str, path: str) -> _Response:
+    def _control(self, method: str, path: str, body: bytes = b"") -> _Response:
+        if path == f"{SIM_PREFIX}/faults" and method in ("GET", "POST"):
+            try:
+                now = update_faults(self.faults, body if method == "POST" else b"{}")
+            except ValueError as exc:
+                return _Response(400, [{"errorCode": "INVALID_FAULTS", "message": str(exc)}])
+            return _Response(200, now)
         if path == f"{SIM_PREFIX}/counters" and method == "GET":
             return _Response(200, {**self.counters.snapshot(), "api_usage": self.api_usage})
         if path == f"{SIM_PREFIX}/reset-counters" and method == "POST":

@@ -1,0 +1,948 @@
+"""Soak test: the daemon under API faults and SIGKILLs until the queue drains, then the invariants.
+
+Run: `.venv/bin/python -m bench.soak [--prospects 10000] [--seed 7] [--databases sqlite,postgresql]`
+(`make soak`). A short version runs in `make test` (`tests/acceptance/test_soak.py`).
+
+Per database (a fresh world each):
+1. a generated world (`generate_seed`) is written to a seed file whose per-system `"faults"`
+   objects inject, on every API request, 10% 5xx answers, 5% rate-limit answers (Salesforce 403
+   REQUEST_LIMIT_EXCEEDED bursts, Pardot code 66) and, on writes, 2% lost answers after the commit;
+   access tokens expire every `token_ttl_s` (60 s). `syncd simulate` serves it over real HTTP.
+2. `syncd run` runs against it and is killed with SIGKILL at random moments (seeded), then
+   restarted, until the queue is drained: nothing pending or claimed, and every feed has polled
+   since the queue was last seen empty.
+3. The faults are switched off (`POST /__sim__/faults`) and the result is checked THROUGH THE
+   APIs (SOQL and Pardot v5 queries over HTTP) and the store:
+   - `linked_once`: every prospect the rules say must sync is linked to exactly one CRM record,
+     the one `syncd.domain` picks from the seed (existing Contact, else Lead, else a new Lead);
+   - `no_duplicate_leads`: no two Leads syncd created share an email, and syncd created none
+     where the seed already held a record with that email;
+   - `tasks_once`: every sent email of a synced prospect is exactly one Task on its record;
+   - `fields`: every synced field holds what its policy demands: the first-sync plan computed by
+     `syncd.domain.reconcile` from the seed states, and a fresh reconcile of the final states
+     with the stored merge base writes nothing (a fixpoint);
+   - `nothing_lost`: no item pending or claimed, and every prospect that must sync is linked or
+     in the error queue;
+   - `errors_permanent`: the error queue holds only permanent errors.
+4. The figures: faults injected (the simulators' `faults` counters), kills, API calls, time to
+   drain, invariants checked and violated.
+
+Figures, not timing assertions; the exit code is 1 when an invariant is violated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from random import Random
+from typing import Any
+
+import httpx
+
+from syncd.domain.fieldmap import FieldMap
+from syncd.domain.models import (
+    CrmRecord,
+    CrmType,
+    CrmUser,
+    Directory,
+    LinkAction,
+    PardotUser,
+    Prospect,
+    ProspectInput,
+    SyncConfig,
+    same_sf_id,
+)
+from syncd.domain.plan import Plan, parse_task_marker, reconcile
+from syncd.domain.values import canonical, is_blank
+from syncd.runtime.pipeline import domain_link, prospect_from, record_from
+from syncd.simulators.generate import generate_seed
+from syncd.store.models import Link as StoredLink
+from syncd.store.models import QueueItem
+
+ROOT = Path(__file__).resolve().parents[1]
+SYNCD = [sys.executable, "-m", "syncd"]
+DEFAULT_PG = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+API = "v60.0"
+NOW = datetime(2026, 1, 1, tzinfo=UTC)  # reconcile's `now` (no rule reads it)
+
+# Error codes that are transient by RULES.md section 7: an item parked with one of these gave up
+# on a fault that a retry would have cleared, which the error queue must never hold.
+TRANSIENT_CODES = frozenset(
+    {
+        "HTTP_500",
+        "HTTP_502",
+        "HTTP_503",
+        "HTTP_504",
+        "HTTP_429",
+        "UNKNOWN_EXCEPTION",
+        "SERVER_UNAVAILABLE",
+        "REQUEST_LIMIT_EXCEEDED",
+        "UNABLE_TO_LOCK_ROW",
+        "BAD_RESPONSE",
+        "TIMEOUT",
+        "CONNECTION_ERROR",
+        "TRANSPORT_ERROR",
+        "INVALID_SESSION_ID",
+        "66",
+        "183",
+        "184",
+        "214",
+    }
+)
+
+
+@dataclass(frozen=True)
+class SoakConfig:
+    """One soak run's knobs. The defaults are the full soak of `make soak`."""
+
+    prospects: int = 10_000
+    seed: int = 7
+    databases: tuple[str, ...] = ("sqlite", "postgresql")
+    error_rate: float = 0.10
+    rate_limit_rate: float = 0.05
+    lost_response_rate: float = 0.02
+    token_ttl_s: float = 60.0
+    kill_after_s: tuple[float, float] = (4.0, 20.0)  # a kill comes this long after a start
+    max_kills: int = 8
+    workers: int = 2
+    drain_timeout_s: float = 900.0
+    workdir: Path | None = None
+    postgres_url: str = DEFAULT_PG
+    verbose: bool = True
+
+
+@dataclass
+class Invariant:
+    name: str
+    checked: int = 0
+    violations: list[str] = field(default_factory=list)
+
+    def check(self, ok: bool, what: str) -> None:
+        self.checked += 1
+        if not ok:
+            self.violations.append(what)
+
+
+@dataclass
+class SoakReport:
+    """The figures of one soak run on one database."""
+
+    database: str
+    prospects: int
+    kills: int = 0
+    starts: int = 0
+    drain_s: float = 0.0
+    faults: dict[str, dict[str, int]] = field(default_factory=dict)
+    requests: dict[str, int] = field(default_factory=dict)
+    api_not_ok: dict[str, int] = field(default_factory=dict)
+    item_retries: int = 0
+    error_queue: int = 0
+    error_codes: dict[str, int] = field(default_factory=dict)
+    links: int = 0
+    leads_created: int = 0
+    tasks: int = 0
+    invariants: list[Invariant] = field(default_factory=list)
+    skipped: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.skipped is None and all(not i.violations for i in self.invariants)
+
+    def violations(self) -> list[str]:
+        return [f"{i.name}: {v}" for i in self.invariants for v in i.violations]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "database": self.database,
+            "prospects": self.prospects,
+            "skipped": self.skipped,
+            "kills": self.kills,
+            "starts": self.starts,
+            "drain_s": round(self.drain_s, 1),
+            "faults_injected": self.faults,
+            "api_requests": self.requests,
+            "api_answers_not_ok_seen_by_syncd": self.api_not_ok,
+            "item_retries_seen": self.item_retries,
+            "error_queue": self.error_queue,
+            "error_codes": self.error_codes,
+            "links": self.links,
+            "leads_created": self.leads_created,
+            "tasks": self.tasks,
+            "invariants": {
+                i.name: {"checked": i.checked, "violated": len(i.violations)}
+                for i in self.invariants
+            },
+            "ok": self.ok,
+        }
+
+    def render(self) -> str:
+        if self.skipped:
+            return f"[{self.database}] skipped: {self.skipped}"
+        injected = {
+            sys_: sum(v for k, v in f.items() if k != "concurrent_limit")
+            for sys_, f in self.faults.items()
+        }
+        lines = [
+            f"[{self.database}] {self.prospects} prospects, {self.kills} SIGKILLs "
+            f"({self.starts} starts), drained in {self.drain_s:.0f} s",
+            "  faults injected: "
+            + "; ".join(f"{s} {injected[s]} {dict(f)}" for s, f in self.faults.items()),
+            "  API requests: " + ", ".join(f"{s} {n}" for s, n in self.requests.items()),
+            "  answers syncd saw not ok (retried or failed): "
+            + (", ".join(f"{k} {v}" for k, v in self.api_not_ok.items()) or "n/a")
+            + f"; item retries {self.item_retries}",
+            f"  links {self.links}, Leads created {self.leads_created}, Tasks {self.tasks}, "
+            f"error queue {self.error_queue} {self.error_codes}",
+        ]
+        for inv in self.invariants:
+            status = "ok" if not inv.violations else f"VIOLATED {len(inv.violations)}x"
+            lines.append(f"  invariant {inv.name}: {inv.checked} checked, {status}")
+            lines.extend(f"    - {v}" for v in inv.violations[:10])
+        return "\n".join(lines)
+
+
+# -- processes ----------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def base_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCD_")}
+    for name in ("NOTIFY_SOCKET", "WATCHDOG_USEC"):
+        env.pop(name, None)
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+def _spawn(args: list[str], env: dict[str, str], cwd: Path, name: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [*SYNCD, *args],
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=(cwd / f"{name}.out").open("ab"),
+        stderr=(cwd / f"{name}.err").open("ab"),
+    )
+
+
+_ENV_LINE = re.compile(r"^\s+(SYNCD_[A-Z_]+)=(.*)$")
+
+
+@contextmanager
+def simulate(seed_file: Path, cwd: Path) -> Iterator[dict[str, str]]:
+    """`syncd simulate` on free ports; yields the SYNCD_* settings it prints."""
+    proc = _spawn(
+        [
+            "simulate",
+            "--seed",
+            str(seed_file),
+            "--salesforce-port",
+            str(free_port()),
+            "--pardot-port",
+            str(free_port()),
+        ],
+        base_env(),
+        cwd,
+        "simulate",
+    )
+    try:
+        deadline = time.monotonic() + 120
+        found: dict[str, str] = {}
+        while "SYNCD_PARDOT__BASE_URL" not in found:
+            if proc.poll() is not None:
+                raise RuntimeError(f"syncd simulate exited: {(cwd / 'simulate.err').read_text()}")
+            if time.monotonic() > deadline:
+                raise RuntimeError("syncd simulate did not print its URLs within 120 s")
+            _pause(0.2)
+            text = (cwd / "simulate.out").read_text()
+            found = {
+                m.group(1): m.group(2) for ln in text.splitlines() if (m := _ENV_LINE.match(ln))
+            }
+        yield found
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(30)
+
+
+# -- API access for the checker (plain HTTP, no syncd client code) -------------------------------
+
+
+class Apis:
+    """Both simulated APIs over HTTP, as any client would use them; re-authenticates on 401."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = dict(env)
+        self.http = httpx.Client(timeout=120)
+        self._token: dict[str, str] = {}
+
+    def close(self) -> None:
+        self.http.close()
+
+    @property
+    def sf_url(self) -> str:
+        return self.env["SYNCD_SALESFORCE__LOGIN_URL"]
+
+    @property
+    def pd_url(self) -> str:
+        return self.env["SYNCD_PARDOT__BASE_URL"]
+
+    def _auth(self, renew: bool = False) -> dict[str, str]:
+        if renew or not self._token:
+            r = self.http.post(
+                f"{self.sf_url}/services/oauth2/token",
+                data={
+                    "grant_type": "client_credentials",
+                    "client_id": self.env["SYNCD_SALESFORCE__CLIENT_ID"],
+                    "client_secret": self.env["SYNCD_SALESFORCE__CLIENT_SECRET"],
+                },
+            )
+            r.raise_for_status()
+            self._token = r.json()
+        return self._token
+
+    def instance_url(self) -> str:
+        return self._auth()["instance_url"]
+
+    def auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._auth()['access_token']}"}
+
+    def _get(self, url: str, *, pardot: bool = False, **params: Any) -> Any:
+        for renew in (False, True):
+            headers = {"Authorization": f"Bearer {self._auth(renew)['access_token']}"}
+            if pardot:
+                headers["Pardot-Business-Unit-Id"] = self.env["SYNCD_PARDOT__BUSINESS_UNIT_ID"]
+            r = self.http.get(url, params=params or None, headers=headers)
+            if r.status_code != 401:
+                r.raise_for_status()
+                return r.json()
+        raise RuntimeError(f"GET {url}: still 401 after a new token")
+
+    def set_faults(self, **faults: float) -> dict[str, Any]:
+        """Change the injected faults of both simulators (control routes, never faulted)."""
+        now = {}
+        for name, base in (("salesforce", self.sf_url), ("pardot", self.pd_url)):
+            r = self.http.post(f"{base}/__sim__/faults", json=faults)
+            r.raise_for_status()
+            now[name] = r.json()
+        return now
+
+    def counters(self) -> dict[str, dict[str, Any]]:
+        return {
+            name: self.http.get(f"{base}/__sim__/counters").json()
+            for name, base in (("salesforce", self.sf_url), ("pardot", self.pd_url))
+        }
+
+    def soql(self, query: str) -> list[dict[str, Any]]:
+        inst = self._auth()["instance_url"]
+        body = self._get(f"{inst}/services/data/{API}/query", q=query)
+        records = list(body["records"])
+        while not body.get("done", True):
+            body = self._get(f"{inst}{body['nextRecordsUrl']}")
+            records.extend(body["records"])
+        return records
+
+    def pardot_all(self, objects: str, fields: str) -> list[dict[str, Any]]:
+        url = f"{self.pd_url}/api/v5/objects/{objects}"
+        body = self._get(url, pardot=True, fields=fields, limit=1000, orderBy="id")
+        rows = list(body["values"])
+        while body.get("nextPageToken"):
+            body = self._get(url, pardot=True, fields=fields, nextPageToken=body["nextPageToken"])
+            rows.extend(body["values"])
+        return rows
+
+
+# -- the store ----------------------------------------------------------------------------------
+
+
+@dataclass
+class StoreView:
+    pending: int
+    claimed: int
+    errors: int
+    feeds: dict[str, datetime | None]
+
+
+async def _store_view(url: str) -> StoreView:
+    from syncd.runtime.snapshot import read_snapshot
+    from syncd.store import Store
+
+    store = await Store.open(url, check_schema=False)
+    try:
+        snap = await read_snapshot(store, now=datetime.now(UTC), stale_s=120)
+    finally:
+        await store.aclose()
+    q = snap.queue
+    return StoreView(q.pending, q.claimed, q.error, {f.feed: f.last_poll_at for f in snap.feeds})
+
+
+def store_view(url: str) -> StoreView | None:
+    """The queue and feeds now; None while the store is not there yet (or is locked)."""
+    try:
+        return asyncio.run(_store_view(url))
+    except Exception:  # not migrated yet, or busy: the next look will tell
+        return None
+
+
+async def _store_final(
+    url: str, prospect_ids: list[int]
+) -> tuple[dict[int, StoredLink], list[QueueItem]]:
+    from syncd.store import Store
+
+    store = await Store.open(url, check_schema=False)
+    try:
+        async with store.read() as tx:
+            links = await store.links.by_prospect_ids(tx, prospect_ids)
+            errors = await store.queue.errors(tx, limit=1_000_000)
+    finally:
+        await store.aclose()
+    return dict(links), errors
+
+
+# -- the run ------------------------------------------------------------------------------------
+
+
+def build_seed(cfg: SoakConfig) -> dict[str, Any]:
+    """The generated world with the faults and token expiry of the soak."""
+    world = generate_seed(cfg.prospects, seed=cfg.seed)
+    faults = {
+        "error_rate": cfg.error_rate,
+        "rate_limit_rate": cfg.rate_limit_rate,
+        "lost_response_rate": cfg.lost_response_rate,
+    }
+    world["salesforce"]["faults"] = {**faults, "seed": cfg.seed}
+    world["pardot"]["faults"] = {**faults, "seed": cfg.seed + 1}
+    world["salesforce"]["token_ttl_s"] = cfg.token_ttl_s
+    # The soak measures faults, not the daily budget: room for every retry.
+    world["salesforce"]["daily_api_limit"] = 5_000_000
+    world["pardot"]["daily_api_limit"] = 5_000_000
+    return world
+
+
+def _scrape(port: int) -> dict[str, float]:
+    """The daemon's counters of calls not ok and item retries (best effort; 0 when down)."""
+    try:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+    except httpx.HTTPError:
+        return {}
+    out: dict[str, float] = {}
+    for ln in text.splitlines():
+        if ln.startswith("syncd_api_calls_total{") and 'outcome="ok"' not in ln:
+            m = re.search(r'system="(\w+)"', ln)
+            key = f"api:{m.group(1) if m else '?'}"
+            out[key] = out.get(key, 0.0) + float(ln.rsplit(" ", 1)[1])
+        elif ln.startswith("syncd_items_failed_total{") and 'outcome="retry"' in ln:
+            out["item_retries"] = out.get("item_retries", 0.0) + float(ln.rsplit(" ", 1)[1])
+    return out
+
+
+def drive(
+    cfg: SoakConfig, url: str, env: dict[str, str], cwd: Path, report: SoakReport
+) -> Counter[str]:
+    """Run `syncd run`, SIGKILL and restart it at random moments, until the queue drains."""
+    rng = Random(cfg.seed)
+    seen: Counter[str] = Counter()
+    started = time.monotonic()
+    deadline = started + cfg.drain_timeout_s
+    empty_since: datetime | None = None
+    proc: subprocess.Popen[bytes] | None = None
+    incarnation: dict[str, float] = {}
+    try:
+        while True:
+            if proc is None or proc.poll() is not None:
+                ops_port = free_port()
+                proc = _spawn(
+                    ["run"], {**env, "SYNCD_OPS__LISTEN": f"127.0.0.1:{ops_port}"}, cwd, "run"
+                )
+                report.starts += 1
+                incarnation = {}
+                kill_at = time.monotonic() + rng.uniform(*cfg.kill_after_s)
+            _pause(0.5)
+            scraped = _scrape(ops_port)
+            if scraped:
+                incarnation = scraped
+            if report.kills < cfg.max_kills and time.monotonic() >= kill_at:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait(30)
+                report.kills += 1
+                seen.update(incarnation)
+                empty_since = None
+                _say(cfg, f"  SIGKILL #{report.kills} at {time.monotonic() - started:.0f} s")
+                continue
+            view = store_view(url)
+            if view is None:
+                continue
+            if view.pending or view.claimed:
+                empty_since = None
+            elif empty_since is None:
+                empty_since = datetime.now(UTC)
+            elif _settled(view, empty_since):
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"the queue did not drain within {cfg.drain_timeout_s:.0f} s "
+                    f"(pending {view.pending}, claimed {view.claimed})"
+                )
+        report.drain_s = time.monotonic() - started
+        seen.update(_scrape(ops_port) or incarnation)
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(30)
+    return seen
+
+
+# A feed whose cursor moves only when it reads something (sent emails: the last id) shows no
+# poll while idle; it counts as settled once it has a cursor at all.
+IDLE_SILENT_FEEDS = frozenset({"pardot.emails"})
+SETTLE_S = 5.0
+
+
+def _settled(view: StoreView, empty_since: datetime) -> bool:
+    """The queue stayed empty for SETTLE_S and every feed polled (found nothing) since."""
+    now = datetime.now(UTC)
+    if (now - empty_since).total_seconds() < SETTLE_S or len(view.feeds) < 3:
+        return False
+    return all(
+        name in IDLE_SILENT_FEEDS or (at is not None and at > empty_since)
+        for name, at in view.feeds.items()
+    )
+
+
+def _pause(seconds: float) -> None:
+    threading.Event().wait(seconds)
+
+
+def _say(cfg: SoakConfig, text: str) -> None:
+    if cfg.verbose:
+        print(text, flush=True)
+
+
+def soak_one(
+    cfg: SoakConfig,
+    database: str,
+    root: Path,
+    after: Callable[[Apis, str, SoakReport], None] | None = None,
+) -> SoakReport:
+    """One soak run on `database` ("sqlite" or "postgresql") in its own directory and world.
+
+    `after(apis, database_url, report)` runs once the checks are done, while the simulators
+    still serve (tests use it to prove the checker catches a broken invariant).
+    """
+    report = SoakReport(database=database, prospects=cfg.prospects)
+    cwd = root / database
+    cwd.mkdir(parents=True, exist_ok=True)
+    if database == "sqlite":
+        url = f"sqlite+aiosqlite:///{cwd / 'syncd.db'}"
+        drop = None
+    else:
+        try:
+            url = asyncio.run(_create_pg(cfg.postgres_url))
+        except Exception as exc:  # reported as a skip, not raised
+            report.skipped = f"PostgreSQL at {cfg.postgres_url} unreachable: {exc}"
+            return report
+        drop = url
+    seed = build_seed(cfg)
+    seed_file = cwd / "seed.json"
+    seed_file.write_text(json.dumps(seed))
+    try:
+        with simulate(seed_file, cwd) as sim_env:
+            env = base_env(
+                **sim_env,
+                SYNCD_DATABASE__URL=url,
+                SYNCD_SYNC__POLL_INTERVAL_S="1",
+                SYNCD_SYNC__WORKERS=str(cfg.workers),
+                SYNCD_SYNC__LEASE_S="30",
+                SYNCD_SYNC__RETRY_BASE_S="1",
+                SYNCD_SYNC__SHUTDOWN_GRACE_S="5",
+                SYNCD_SYNC__API_BUDGET_SHARE="1",
+                SYNCD_PARDOT__DAILY_API_LIMIT="5000000",
+                SYNCD_LOG__FORMAT="json",
+                SYNCD_LOG__LEVEL="warning",
+            )
+            _say(cfg, f"[{database}] syncing {cfg.prospects} prospects under faults ...")
+            seen = drive(cfg, url, env, cwd, report)
+            report.api_not_ok = {k: int(v) for k, v in seen.items() if k.startswith("api:")}
+            report.item_retries = int(seen.get("item_retries", 0))
+            apis = Apis(sim_env)
+            try:
+                counters = apis.counters()
+                report.faults = {k: dict(v["faults"]) for k, v in counters.items()}
+                report.requests = {k: int(v["total"]) for k, v in counters.items()}
+                apis.set_faults(error_rate=0, rate_limit_rate=0, lost_response_rate=0)
+                _say(cfg, f"[{database}] drained in {report.drain_s:.0f} s; checking ...")
+                check(seed, apis, url, report)
+                if after is not None:
+                    after(apis, url, report)
+            finally:
+                apis.close()
+    finally:
+        if drop is not None:
+            with suppress(Exception):
+                asyncio.run(_drop_pg(cfg.postgres_url, drop))
+    return report
+
+
+async def _create_pg(admin: str) -> str:
+    import asyncpg
+
+    name = f"syncd_soak_{uuid.uuid4().hex[:10]}"
+    conn = await asyncpg.connect(admin.replace("postgresql+asyncpg", "postgresql"), timeout=5)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return f"{admin.rpartition('/')[0]}/{name}"
+
+
+async def _drop_pg(admin: str, url: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(admin.replace("postgresql+asyncpg", "postgresql"), timeout=5)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{url.rpartition("/")[2]}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+# -- the checker --------------------------------------------------------------------------------
+
+
+def _directory(seed: Mapping[str, Any]) -> Directory:
+    sf, pd = seed["salesforce"], seed["pardot"]
+    return Directory(
+        pardot_users={
+            int(u["id"]): PardotUser(
+                id=int(u["id"]), email=u.get("email"), salesforce_id=u.get("salesforceId")
+            )
+            for u in pd["users"]
+        },
+        crm_users={
+            u["Id"]: CrmUser(id=u["Id"], username=u.get("Username"), is_active=u["IsActive"])
+            for u in sf["users"]
+        },
+        queue_ids=frozenset(q["Id"] for q in sf.get("queues") or ()),
+        connector_user_id=sf["users"][0]["Id"],
+    )
+
+
+def _key(email: str | None) -> str:
+    return (email or "").strip().lower()
+
+
+def _initial_records(seed: Mapping[str, Any]) -> dict[str, list[CrmRecord]]:
+    """The seed's Leads and Contacts by lower-cased email, as the domain sees them."""
+    by_email: dict[str, list[CrmRecord]] = defaultdict(list)
+    for kind, key in (("Lead", "leads"), ("Contact", "contacts")):
+        for row in seed["salesforce"][key]:
+            raw = {"attributes": {"type": kind}, "LastModifiedDate": row.get("CreatedDate"), **row}
+            rec = record_from(raw)
+            by_email[_key(rec.email)].append(rec)
+    return by_email
+
+
+def _same(kind: str, want: Any, have: Any) -> bool:
+    if is_blank(want) and is_blank(have):
+        return True
+    return bool(canonical(kind, want) == canonical(kind, have))
+
+
+def _kinds(fmap: FieldMap, crm_type: CrmType) -> tuple[dict[str, str], dict[str, str]]:
+    """Each mapped field's kind, by CRM field name and by Pardot field name."""
+    by_crm: dict[str, str] = {}
+    by_pardot: dict[str, str] = {}
+    for rule in fmap.synced_rules(crm_type):
+        by_pardot[rule.pardot] = rule.kind
+        crm_name = rule.crm_name(crm_type)
+        if crm_name:
+            by_crm[crm_name] = rule.kind
+    return by_crm, by_pardot
+
+
+@dataclass
+class Final:
+    """What both systems and the store hold once the queue drained."""
+
+    prospects: dict[int, Prospect]
+    emails: list[dict[str, Any]]
+    crm: dict[str, CrmRecord]  # by 15-character id
+    tasks: list[dict[str, Any]]
+    links: dict[int, StoredLink]
+    errors: list[QueueItem]
+    view: StoreView | None
+
+
+def fetch_final(apis: Apis, url: str, fmap: FieldMap) -> Final:
+    """Read everything over HTTP (no faults) and from the store."""
+    pd_fields = sorted(
+        {"id", "email", "userId", "salesforceId", "updatedAt", "createdAt", *fmap.pardot_fields()}
+    )
+    prospects = {
+        int(p["id"]): prospect_from(p) for p in apis.pardot_all("prospects", ",".join(pd_fields))
+    }
+    crm: dict[str, CrmRecord] = {}
+    for kind in (CrmType.LEAD, CrmType.CONTACT):
+        extra = ["IsConverted", "ConvertedContactId"] if kind is CrmType.LEAD else []
+        names = {"Id", "Email", "OwnerId", "CreatedById", "CreatedDate", "LastModifiedDate"}
+        names |= {*extra, *fmap.crm_select_fields(kind)}
+        for raw in apis.soql(f"SELECT {', '.join(sorted(names))} FROM {kind.value}"):
+            rec = record_from(raw, kind)
+            crm[rec.id[:15]] = rec
+    links, errors = asyncio.run(_store_final(url, sorted(prospects)))
+    return Final(
+        prospects=prospects,
+        emails=apis.pardot_all("emails", "id,prospectId,subject,sentAt"),
+        crm=crm,
+        tasks=apis.soql("SELECT Id, WhoId, Subject, Description, ActivityDate FROM Task"),
+        links=links,
+        errors=errors,
+        view=store_view(url),
+    )
+
+
+@dataclass
+class Checker:
+    """The invariants over one seed and its final state."""
+
+    seed: Mapping[str, Any]
+    final: Final
+    fmap: FieldMap = field(default_factory=FieldMap.default)
+    linked_once: Invariant = field(default_factory=lambda: Invariant("linked_once"))
+    dupes: Invariant = field(default_factory=lambda: Invariant("no_duplicate_leads"))
+    tasks_once: Invariant = field(default_factory=lambda: Invariant("tasks_once"))
+    fields: Invariant = field(default_factory=lambda: Invariant("fields"))
+    lost: Invariant = field(default_factory=lambda: Invariant("nothing_lost"))
+    permanent: Invariant = field(default_factory=lambda: Invariant("errors_permanent"))
+
+    def __post_init__(self) -> None:
+        self.config = SyncConfig(field_map=self.fmap)
+        self.directory = _directory(self.seed)
+        self.initial = _initial_records(self.seed)
+        sf = self.seed["salesforce"]
+        self.seed_ids = {r["Id"][:15] for k in ("leads", "contacts") for r in sf[k]}
+        self.error_keys = {e.key for e in self.final.errors}
+
+    def invariants(self) -> list[Invariant]:
+        return [
+            self.linked_once,
+            self.dupes,
+            self.tasks_once,
+            self.fields,
+            self.lost,
+            self.permanent,
+        ]
+
+    def run(self) -> list[Invariant]:
+        view = self.final.view
+        self.lost.check(
+            view is not None and view.pending == 0 and view.claimed == 0,
+            f"queue not empty at the end: {view}",
+        )
+        self.created_leads()
+        for raw in self.seed["pardot"]["prospects"]:
+            self.prospect(raw)
+        self.tasks()
+        for e in self.final.errors:
+            code = e.last_error_code or ""
+            self.permanent.check(
+                code not in TRANSIENT_CODES and not code.startswith("HTTP_5"),
+                f"{e.key}: transient error {code}: {e.last_error_message}",
+            )
+        return self.invariants()
+
+    def created_leads(self) -> None:
+        by_email: dict[str, list[CrmRecord]] = defaultdict(list)
+        for rid, rec in self.final.crm.items():
+            if rid not in self.seed_ids:
+                by_email[_key(rec.email)].append(rec)
+        for email, recs in by_email.items():
+            self.dupes.check(len(recs) == 1, f"{email}: syncd created {[r.id for r in recs]}")
+            self.dupes.check(
+                not self.initial.get(email),
+                f"{email}: created {recs[0].id} though the seed held one",
+            )
+
+    def _reconcile(self, inp: ProspectInput) -> Plan:
+        return reconcile(inp, config=self.config, directory=self.directory, now=NOW)
+
+    def prospect(self, raw: Mapping[str, Any]) -> None:
+        """Linked as the rules say, to one record, with the fields the policies demand."""
+        pid = int(raw["id"])
+        start = prospect_from({"updatedAt": "2025-12-31T00:00:00Z", **raw})
+        cands = [r for r in self.initial.get(_key(start.email), []) if not r.is_converted]
+        plan0 = self._reconcile(
+            ProspectInput(prospect=start, link=None, linked=None, candidates=cands)
+        )
+        link = self.final.links.get(pid)
+        if plan0.action is LinkAction.SKIP:
+            self.linked_once.check(link is None, f"prospect {pid}: linked though rules skip it")
+            return
+        if link is None:
+            self.lost.check(
+                f"p:{pid}" in self.error_keys,
+                f"prospect {pid}: neither synced nor in the error queue",
+            )
+            return
+        self.lost.check(True, "")
+        final_p = self.final.prospects[pid]
+        record = self.final.crm.get(link.crm_id[:15])
+        if record is None:
+            self.linked_once.check(False, f"prospect {pid}: linked to {link.crm_id}, now gone")
+            return
+        if plan0.action is LinkAction.CREATE_LEAD:
+            want_ok = link.crm_id[:15] not in self.seed_ids and record.type is CrmType.LEAD
+            want = "a Lead syncd created"
+        else:
+            want_ok = same_sf_id(link.crm_id, plan0.crm_id)
+            want = f"{plan0.crm_id}"
+        self.linked_once.check(want_ok, f"prospect {pid}: linked to {link.crm_id}, want {want}")
+        self.linked_once.check(
+            _key(record.email) == _key(final_p.email),
+            f"prospect {pid}: email {final_p.email!r} but {record.id} has {record.email!r}",
+        )
+        if final_p.crm_id:
+            self.linked_once.check(
+                same_sf_id(final_p.crm_id, link.crm_id),
+                f"prospect {pid}: salesforceId {final_p.crm_id} but linked to {link.crm_id}",
+            )
+        self.field_values(pid, plan0, final_p, record, link)
+
+    def field_values(
+        self, pid: int, plan0: Plan, final_p: Prospect, record: CrmRecord, link: StoredLink
+    ) -> None:
+        """The first-sync plan's demands hold, and a reconcile now writes nothing."""
+        crm_kinds, pd_kinds = _kinds(self.fmap, record.type)
+        for name, value in (dict(plan0.create_lead or {}) | dict(plan0.crm_update)).items():
+            have = record.fields.get(name)
+            self.fields.check(
+                _same(crm_kinds.get(name, "str"), value, have),
+                f"prospect {pid}: {record.id}.{name} = {have!r}, want {value!r}",
+            )
+        for name, value in plan0.pardot_update.items():
+            have = final_p.fields.get(name)
+            self.fields.check(
+                _same(pd_kinds.get(name, "str"), value, have),
+                f"prospect {pid}: prospect.{name} = {have!r}, want {value!r}",
+            )
+        now_cands = [
+            r
+            for r in self.final.crm.values()
+            if _key(r.email) == _key(final_p.email) and not r.is_converted
+        ]
+        again = self._reconcile(
+            ProspectInput(
+                prospect=final_p, link=domain_link(link), linked=record, candidates=now_cands
+            )
+        )
+        self.fields.check(
+            not again.crm_update and not again.pardot_update and again.create_lead is None,
+            f"prospect {pid}: still to write: crm {dict(again.crm_update)} "
+            f"pardot {dict(again.pardot_update)}",
+        )
+
+    def tasks(self) -> None:
+        """Each sent email of a synced prospect: exactly one Task, on the linked record."""
+        by_marker: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        for t in self.final.tasks:
+            marker = parse_task_marker(t.get("Description"))
+            if marker is not None:
+                by_marker[marker].append(t)
+        for email in self.final.emails:
+            email_id, prospect_id = int(email["id"]), int(email["prospectId"])
+            link = self.final.links.get(prospect_id)
+            logged = by_marker.get(email_id, [])
+            if link is None:
+                self.tasks_once.check(not logged, f"email {email_id}: Task of an unsynced prospect")
+                continue
+            self.tasks_once.check(len(logged) == 1, f"email {email_id}: {len(logged)} Tasks")
+            if logged:
+                self.tasks_once.check(
+                    same_sf_id(logged[0].get("WhoId"), link.crm_id),
+                    f"email {email_id}: Task on {logged[0].get('WhoId')}, link {link.crm_id}",
+                )
+
+
+def check(seed: Mapping[str, Any], apis: Apis, url: str, report: SoakReport) -> None:
+    """Every invariant, through the APIs and the store; the results go into `report`."""
+    final = fetch_final(apis, url, FieldMap.default())
+    report.links = len(final.links)
+    report.error_queue = len(final.errors)
+    report.error_codes = dict(Counter(e.last_error_code or "?" for e in final.errors))
+    report.tasks = len(final.tasks)
+    report.leads_created = sum(
+        1
+        for rid, r in final.crm.items()
+        if r.type is CrmType.LEAD and rid not in {x["Id"][:15] for x in seed["salesforce"]["leads"]}
+    )
+    report.invariants = Checker(seed, final).run()
+
+
+def run_soak(cfg: SoakConfig) -> list[SoakReport]:
+    """Every configured database in turn; the reports."""
+    reports = []
+    with tempfile.TemporaryDirectory(prefix="syncd-soak-") as tmp:
+        root = cfg.workdir or Path(tmp)
+        for database in cfg.databases:
+            report = soak_one(cfg, database, root)
+            _say(cfg, report.render())
+            reports.append(report)
+    return reports
+
+
+def main(argv: list[str] | None = None) -> int:
+    doc = (__doc__ or "").split("\n")[0]
+    parser = argparse.ArgumentParser(prog="python -m bench.soak", description=doc)
+    parser.add_argument("--prospects", type=int, default=10_000)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--databases", default="sqlite,postgresql")
+    parser.add_argument("--max-kills", type=int, default=8)
+    parser.add_argument("--workdir", type=Path, default=None, help="keep logs and files here")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON too")
+    args = parser.parse_args(argv)
+    cfg = SoakConfig(
+        prospects=args.prospects,
+        seed=args.seed,
+        databases=tuple(d.strip() for d in args.databases.split(",") if d.strip()),
+        max_kills=args.max_kills,
+        workdir=args.workdir,
+        postgres_url=os.environ.get("SYNCD_TEST_POSTGRES_URL", DEFAULT_PG),
+    )
+    reports = run_soak(cfg)
+    if args.json:
+        print(json.dumps([r.to_json() for r in reports], indent=2))
+    return 0 if all(r.ok or r.skipped for r in reports) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
