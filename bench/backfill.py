@@ -1,0 +1,148 @@
+"""Backfill benchmark: a first sync of a whole org, end to end, over real HTTP.
+
+The world (`generate_seed`, the issue's shape): N prospects, 0.8 N CRM records, 0.4 N sent
+emails; every prospect assigned; about half the prospects match a Contact or Lead by email and
+the rest need a new Lead; the CRM records beyond the matches have no prospect. `syncd run`
+starts on an empty store and syncs until its queue is drained for good (the echoes of its own
+writes included). Measured: wall time from the daemon's start, prospects a second, Salesforce
+and Pardot calls per prospect (counted by the simulators), peak RSS of the daemon process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from bench._harness import (
+    Daemon,
+    Database,
+    Simulators,
+    StoreWatch,
+    api_calls,
+    calls_by_route,
+    wait_drained,
+)
+from syncd.simulators.generate import Shape, generate_seed
+from syncd.store import QueueCounts
+
+POLL_INTERVAL_S = 5.0
+QUIET_S = 2.5 * POLL_INTERVAL_S  # an empty queue this long: the echoes were polled and done
+BENCH_SHAPE = Shape(match_contact=0.25, match_lead=0.25, unassigned=0.0, duplicate_crm=0.0)
+
+
+def backfill_seed(prospects: int) -> dict[str, Any]:
+    """The issue's world scaled to `prospects` (50,000 -> 40,000 CRM records, 20,000 emails)."""
+    return generate_seed(
+        prospects,
+        crm_records=int(prospects * 0.8),
+        emails=int(prospects * 0.4),
+        shape=BENCH_SHAPE,
+    )
+
+
+def _progress(label: str) -> Any:
+    last = [0.0]
+
+    def show(elapsed: float, q: QueueCounts) -> None:
+        if elapsed - last[0] >= 10:
+            last[0] = elapsed
+            print(
+                f"  [{label}] {elapsed:5.0f} s: pending {q.pending}, claimed {q.claimed}, "
+                f"errors {q.error}",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    return show
+
+
+def run_backfill(
+    prospects: int,
+    db_kind: str,
+    *,
+    latency_ms: float = 20.0,
+    settings: Mapping[str, str] | None = None,
+    timeout_s: float = 900.0,
+    log_dir: Path | None = None,
+) -> dict[str, Any]:
+    """One backfill run; returns its figures (a row of the table)."""
+    seed = backfill_seed(prospects)
+    crm = len(seed["salesforce"]["leads"]) + len(seed["salesforce"]["contacts"])
+    emails = len(seed["pardot"]["emails"])
+    label = f"backfill {prospects:,} {db_kind}"
+    print(f"{label}: starting", file=sys.stderr, flush=True)
+    with (
+        tempfile.TemporaryDirectory(prefix="syncd-bench-") as tmp,
+        Database(db_kind) as db,
+        Simulators(seed, latency_ms=latency_ms, workdir=Path(tmp)) as sims,
+    ):
+        del seed  # the simulator process holds it; keep the bench process small
+        before = sims.counters()
+        daemon = Daemon(
+            sims,
+            db.url,
+            settings={"SYNCD_SYNC__POLL_INTERVAL_S": str(POLL_INTERVAL_S), **(settings or {})},
+            log_path=(log_dir / f"backfill-{prospects}-{db_kind}.log") if log_dir else None,
+        )
+        watch = StoreWatch(db.url)
+        daemon.start()
+        try:
+            wall_s = asyncio.run(_drain(watch, daemon, timeout_s, label))
+            after = sims.counters()
+            final = asyncio.run(_final_counts(db.url))
+        finally:
+            daemon.stop()
+        synced = len(sims.bench("GET", "/linked", params={"limit": prospects + 1}))
+    calls = api_calls(before, after)
+    row = {
+        "prospects": prospects,
+        "crm_records": crm,
+        "emails": emails,
+        "database": db_kind,
+        "latency_ms": latency_ms,
+        "wall_s": round(wall_s, 1),
+        "prospects_per_s": round(prospects / wall_s, 1),
+        "salesforce_calls": calls["salesforce"],
+        "pardot_calls": calls["pardot"],
+        "pardot_refused_66": calls["pardot_refused"],
+        "salesforce_calls_per_prospect": round(calls["salesforce"] / prospects, 4),
+        "pardot_calls_per_prospect": round(calls["pardot"] / prospects, 3),
+        "peak_rss_mb": round(daemon.peak_rss / 2**20, 1),
+        "synced_prospects": synced,
+        "error_queue": final.error,
+        "calls_by_route": calls_by_route(before, after),
+    }
+    print(f"{label}: {row}", file=sys.stderr, flush=True)
+    return row
+
+
+async def _drain(watch: StoreWatch, daemon: Daemon, timeout_s: float, label: str) -> float:
+    try:
+        return await wait_drained(
+            watch, daemon, quiet_s=QUIET_S, timeout_s=timeout_s, progress=_progress(label)
+        )
+    finally:
+        await watch.aclose()
+
+
+async def _final_counts(url: str) -> QueueCounts:
+    watch = StoreWatch(url)
+    try:
+        snap = await watch.snapshot()
+        assert snap is not None
+        return snap.queue
+    finally:
+        await watch.aclose()
+
+
+if __name__ == "__main__":
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
+    kind = sys.argv[2] if len(sys.argv) > 2 else "sqlite"
+    t = time.monotonic()
+    print(run_backfill(n, kind, log_dir=Path("/tmp")))
+    print(f"bench wall {time.monotonic() - t:.1f} s")
