@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from syncd import __version__, logs
-from syncd.errors import ConfigError, StoreError
+from syncd.errors import APIError, AuthError, ConfigError, StoreError
 from syncd.settings import Settings, load_settings
 
 # command -> (module under syncd.commands, needs settings, help line)
@@ -103,8 +103,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StoreError as exc:
         print(f"syncd {args.command}: store error: {logs.redact(str(exc))}", file=sys.stderr)
         return 1
+    except AuthError as exc:
+        # Refused credentials are a configuration problem: the message names the settings.
+        print(f"syncd {args.command}: login refused: {logs.redact(str(exc))}", file=sys.stderr)
+        return 2
+    except APIError as exc:
+        print(
+            f"syncd {args.command}: {exc.system} API error (nothing was lost; run again "
+            f"later): {logs.redact(str(exc))}",
+            file=sys.stderr,
+        )
+        return 1
     except KeyboardInterrupt:
         return 130
+    except Exception:
+        # A bug: log it through the scrubbing logger, never Python's raw (unredacted) traceback.
+        logs.get(__name__).exception("command_crashed", command=args.command)
+        return 1
 
 
 def register_configured_secrets(settings: Settings) -> None:
