@@ -170,7 +170,12 @@ class Service:
         self._observe_api_calls()
         if self.settings.ops.listen:
             await self._start_ops(self.settings.ops.listen)
-        await self._beat()
+        try:
+            await self._beat()  # the first store write: fails fast when the store is unusable
+        except BaseException:
+            if self._ops is not None:
+                await self._ops.aclose()
+            raise
         loops: list[Callable[[], Coroutine[Any, Any, None]]] = [
             self._poll_loop,
             self._heartbeat_loop,
