@@ -43,7 +43,8 @@ async def test_a_killed_lock_connection_frees_the_feed(pg_url: str) -> None:
         # the holder's connection dies (as when its process is SIGKILLed)
         killed = await admin.fetchval(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_locks "
-            "WHERE locktype = 'advisory' AND classid = 1937337955 AND objid::int = $1",
+            "WHERE locktype = 'advisory' AND classid = 1937337955 AND objid::int = $1 "
+            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
             feed_lock_key(FEEDS[0]),
         )
         assert killed == 1
