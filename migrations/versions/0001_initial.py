@@ -32,6 +32,7 @@ def upgrade() -> None:
         sa.Column("task_id", sa.String(length=18), nullable=True),
         sa.Column("reserved_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("done_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("held_until", sa.DateTime(timezone=True), nullable=True),
         sa.CheckConstraint("state IN ('pending', 'done')", name=op.f("ck_activities_synced_state")),
         sa.PrimaryKeyConstraint("email_id", "crm_id", name=op.f("pk_activities_synced")),
     )

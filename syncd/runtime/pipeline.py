@@ -28,7 +28,7 @@ import asyncio
 import random
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from syncd import errors, logs
@@ -815,26 +815,55 @@ class Pipeline:
                     await self.rt.store.activities.release(tx, released)
 
     async def _reserve_tasks(self, wanted: list[_TaskJob]) -> tuple[list[_TaskJob], list[_TaskJob]]:
-        """Reserve new pairs; returns (to create, pending from an earlier attempt)."""
+        """Hold each pair for this worker; returns (to create, to search for first).
+
+        New pairs are reserved (ours only if our INSERT made them); pending pairs whose hold ran
+        out or was let go are taken over and searched for by marker before any create. A pair
+        held by another live worker (the same email reached through another queue item) is not
+        touched: that job's item retries later and then finds the Task done.
+        """
         rt = self.rt
         now = rt.clock()
+        hold_until = now + timedelta(seconds=rt.settings.sync.lease_s)
+        keys = sorted({j.key for j in wanted})
+        prospect_of = {j.key: j.work.prospect_id for j in reversed(wanted)}
         async with rt.store.transaction() as tx:
-            known = await rt.store.activities.get(tx, [j.key for j in wanted])
-            for job in wanted:
-                if job.key not in known:
+            known = await rt.store.activities.get(tx, keys)
+            mine: set[tuple[int, str]] = set()
+            for key in (k for k in keys if k not in known):
+                mine.update(
                     await rt.store.activities.reserve(
-                        tx, [job.key], prospect_id=job.work.prospect_id, now=now
+                        tx, [key], prospect_id=prospect_of[key], now=now, hold_until=hold_until
                     )
+                )
+            stale = [k for k, a in known.items() if a.state == "pending"]
+            taken = set(
+                await rt.store.activities.take_over(tx, stale, now=now, hold_until=hold_until)
+            )
         todo: list[_TaskJob] = []
         unsure: list[_TaskJob] = []
+        seen: set[tuple[int, str]] = set()
         for job in wanted:
             prior = known.get(job.key)
-            if prior is None:
-                todo.append(job)
-            elif prior.state == "done":
+            if prior is not None and prior.state == "done":
                 job.work.emails_logged.add(job.spec.email_id)
+            elif job.key in seen or job.key not in mine | taken:
+                job.work.fail(
+                    errors.RetriableAPIError(
+                        system="salesforce",
+                        status=None,
+                        code="TASK_IN_FLIGHT",
+                        message=(
+                            f"email {job.spec.email_id} is being logged as a Task by another "
+                            "worker; this item retries later"
+                        ),
+                    )
+                )
+            elif job.key in mine:
+                todo.append(job)
             else:
                 unsure.append(job)
+            seen.add(job.key)
         return todo, unsure
 
     async def _find_tasks(
@@ -846,6 +875,7 @@ class Pipeline:
         except errors.APIError as exc:
             for job in unsure:
                 job.work.fail(exc)
+            await self._let_go([j.key for j in unsure])
             return [], []
         found: list[tuple[tuple[int, str], str]] = []
         again: list[_TaskJob] = []
@@ -880,22 +910,34 @@ class Pipeline:
         except errors.BudgetExhaustedError:
             raise
         except errors.APIError as exc:
-            # Outcome unknown: the reservations stay pending; the next attempt looks first.
+            # Outcome unknown: the reservations stay pending and are let go, so the next
+            # attempt (by any worker) searches for the Tasks before creating them.
             for job in todo:
                 job.work.fail(exc)
+            await self._let_go([j.key for j in todo])
             return [], []
         done: list[tuple[tuple[int, str], str]] = []
         released: list[tuple[int, str]] = []
+        unknown: list[tuple[int, str]] = []
         for job, result in zip(todo, results, strict=True):
             if result.success and result.id:
                 done.append((job.key, result.id))
                 job.work.emails_logged.add(job.spec.email_id)
                 self.stats.tasks += 1
             else:
-                if not result.retriable:
+                if result.retriable:
+                    unknown.append(job.key)  # this chunk's answer was lost
+                else:
                     released.append(job.key)  # refused: certainly not created
                 job.work.fail(_result_error(result))
+        await self._let_go(unknown)
         return done, released
+
+    async def _let_go(self, keys: list[tuple[int, str]]) -> None:
+        """End this worker's hold on Task reservations whose outcome is unknown."""
+        if keys:
+            async with self.rt.store.transaction() as tx:
+                await self.rt.store.activities.let_go(tx, keys, now=self.rt.clock())
 
     async def _tasks_by_marker(self, who_ids: set[str]) -> dict[tuple[int, str], str]:
         """Existing email Tasks of these records, by (Pardot email id, WhoId) from the marker.

@@ -1,8 +1,13 @@
 """Activity repository: the exactly-once key for email Tasks, (email id, CRM id) -> Task id.
 
 Protocol: `reserve` the pairs BEFORE creating Tasks and commit; create the Tasks; `mark_done`
-with each Task id. After a crash a pair can be left `pending`: the Task may or may not exist, so
-look for it in the CRM before creating it (`pending_for` finds them).
+with each Task id. A reservation is *held* by the worker that made it until `held_until` (its
+lease): while held, no other worker may create or search for that Task, because the holder may be
+creating it right now (two queue items can name the same pair, e.g. `p:<prospect>` and
+`c:<record>`). A pending pair whose hold ran out (the holder crashed) or was let go (its create
+answer was lost) is `take_over`-n by exactly one worker, which searches the CRM for the Task
+before creating it. `reserve` and `take_over` are atomic (`INSERT ... ON CONFLICT DO NOTHING
+RETURNING`, `UPDATE ... WHERE held_until <= now RETURNING`), so two workers never both win.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, and_, delete, or_, select, update
+from sqlalchemy import Row, and_, delete, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from syncd.store.models import Activity
@@ -34,6 +39,7 @@ def _activity(row: Row[Any]) -> Activity:
         task_id=row.task_id,
         reserved_at=row.reserved_at,
         done_at=row.done_at,
+        held_until=row.held_until,
     )
 
 
@@ -50,36 +56,83 @@ class ActivityRepo:
         *,
         prospect_id: int | None = None,
         now: datetime,
+        hold_until: datetime | None = None,
     ) -> list[ActivityKey]:
-        """Reserve pairs as `pending`; returns only the pairs that were not known before.
+        """Reserve pairs as `pending`, held until `hold_until`; returns the pairs inserted here.
 
-        A pair already pending or done is left alone (check it with `get`).
+        A pair already pending or done is left alone: whoever inserted it owns it. The answer
+        comes from `RETURNING`, so a concurrent reservation of the same pair is never reported
+        as ours (on PostgreSQL the loser waits for the winner's commit, then inserts nothing).
         """
         wanted = sorted(set(keys))
         if not wanted:
             return []
-        before = await self.get(tx, wanted)
-        new = [k for k in wanted if k not in before]
-        if new:
-            ins = insert_for(self._dialect, act).on_conflict_do_nothing(
-                index_elements=[act.c.email_id, act.c.crm_id]
+        ins = (
+            insert_for(self._dialect, act)
+            .on_conflict_do_nothing(index_elements=[act.c.email_id, act.c.crm_id])
+            .returning(act.c.email_id, act.c.crm_id)
+        )
+        rows = [
+            {
+                "email_id": e,
+                "crm_id": c,
+                "prospect_id": prospect_id,
+                "state": PENDING,
+                "task_id": None,
+                "reserved_at": now,
+                "done_at": None,
+                "held_until": hold_until,
+            }
+            for e, c in wanted
+        ]
+        inserted: list[ActivityKey] = []
+        for row in rows:
+            got = (await tx.execute(ins, row)).first()
+            if got is not None:
+                inserted.append((got.email_id, got.crm_id))
+        return inserted
+
+    async def take_over(
+        self,
+        tx: AsyncConnection,
+        keys: Iterable[ActivityKey],
+        *,
+        now: datetime,
+        hold_until: datetime,
+    ) -> list[ActivityKey]:
+        """Hold pending pairs whose hold has run out; returns the pairs this call now holds."""
+        taken: list[ActivityKey] = []
+        for email_id, crm_id in sorted(set(keys)):
+            stmt = (
+                update(act)
+                .where(
+                    act.c.email_id == email_id,
+                    act.c.crm_id == crm_id,
+                    act.c.state == PENDING,
+                    or_(act.c.held_until.is_(None), act.c.held_until <= now),
+                )
+                .values(held_until=hold_until)
+                .returning(act.c.email_id, act.c.crm_id)
             )
-            await tx.execute(
-                ins,
-                [
-                    {
-                        "email_id": e,
-                        "crm_id": c,
-                        "prospect_id": prospect_id,
-                        "state": PENDING,
-                        "task_id": None,
-                        "reserved_at": now,
-                        "done_at": None,
-                    }
-                    for e, c in new
-                ],
-            )
-        return new
+            got = (await tx.execute(stmt)).first()
+            if got is not None:
+                taken.append((got.email_id, got.crm_id))
+        return taken
+
+    async def let_go(
+        self, tx: AsyncConnection, keys: Iterable[ActivityKey], *, now: datetime
+    ) -> int:
+        """End the hold on pending pairs (a create whose outcome is unknown): the next attempt,
+        by any worker, takes them over and searches the CRM before creating."""
+        pairs = sorted(set(keys))
+        if not pairs:
+            return 0
+        stmt = (
+            update(act)
+            .where(tuple_(act.c.email_id, act.c.crm_id).in_(pairs), act.c.state == PENDING)
+            .values(held_until=now)
+        )
+        return int((await tx.execute(stmt)).rowcount)
 
     async def mark_done(
         self, tx: AsyncConnection, done: Iterable[tuple[ActivityKey, str]], *, now: datetime

@@ -210,6 +210,7 @@ class Activity:
     task_id: str | None
     reserved_at: datetime
     done_at: datetime | None
+    held_until: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -172,6 +172,8 @@ activities_synced = Table(
     Column("task_id", String(CRM_ID)),
     Column("reserved_at", UTCDateTime, nullable=False),
     Column("done_at", UTCDateTime),
+    # A pending pair is being created by one worker until then; after it, anyone may take over.
+    Column("held_until", UTCDateTime),
     PrimaryKeyConstraint("email_id", "crm_id"),
     CheckConstraint("state IN ('pending', 'done')", name="state"),
     Index("ix_activities_synced_pending", "state", "reserved_at"),
