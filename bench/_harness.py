@@ -258,6 +258,7 @@ class Daemon:
     log_path: Path | None = None
     peak_rss: int = 0
     started_at: float = 0.0
+    cpu_s: float = 0.0
 
     def start(self) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCD_")}
@@ -286,6 +287,17 @@ class Daemon:
         self._sampling = threading.Event()
         self._sampler = threading.Thread(target=self._sample, daemon=True)
         self._sampler.start()
+        self._spy: subprocess.Popen[bytes] | None = None
+        spy_out = os.environ.get("SYNCD_BENCH_PYSPY")
+        if spy_out:  # profiling: py-spy attached to the daemon (`pip install py-spy`)
+            spy = Path(sys.executable).with_name("py-spy")
+            cmd = [str(spy), "record", "-r", "100", "-f", "raw", "-o", spy_out]
+            cmd.extend(["-p", str(self.proc.pid)])
+            self._spy = subprocess.Popen(
+                cmd,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
 
     def _sample(self) -> None:
         while not self._sampling.wait(0.1):
@@ -293,6 +305,15 @@ class Daemon:
                 self.peak_rss = max(self.peak_rss, self._ps.memory_info().rss)
             except psutil.Error:
                 return
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU seconds the daemon has used so far."""
+        try:
+            t = self._ps.cpu_times()
+        except psutil.Error:
+            return self.cpu_s
+        self.cpu_s = float(t.user + t.system)
+        return self.cpu_s
 
     def rss(self) -> int:
         try:
@@ -305,6 +326,10 @@ class Daemon:
 
     def stop(self) -> int:
         self._sampling.set()
+        self.cpu_seconds()
+        if self._spy is not None:
+            self._spy.send_signal(signal.SIGINT)
+            self._spy.wait(timeout=30)
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:

@@ -94,6 +94,7 @@ def run_backfill(
         try:
             wall_s = asyncio.run(_drain(watch, daemon, timeout_s, label))
             after = sims.counters()
+            daemon.cpu_seconds()
             final = asyncio.run(_final_counts(db.url))
         finally:
             daemon.stop()
@@ -113,6 +114,7 @@ def run_backfill(
         "salesforce_calls_per_prospect": round(calls["salesforce"] / prospects, 4),
         "pardot_calls_per_prospect": round(calls["pardot"] / prospects, 3),
         "peak_rss_mb": round(daemon.peak_rss / 2**20, 1),
+        "daemon_cpu_s": round(daemon.cpu_s, 1),
         "synced_prospects": synced,
         "error_queue": final.error,
         "calls_by_route": calls_by_route(before, after),
