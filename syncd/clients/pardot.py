@@ -269,6 +269,18 @@ class PardotClient:
         wanted = _with_fields(fields, "id")
         return [row async for row in self._by_id(PROSPECTS, wanted, {"email": email})]
 
+    async def prospects_in_id_range(
+        self, first_id: int, last_id: int, fields: Sequence[str]
+    ) -> list[dict[str, Any]]:
+        """The live prospects with `first_id <= id <= last_id`, by id (pages of 1,000).
+
+        One request replaces up to 1,000 `get_prospect` calls when the wanted ids are close
+        together (the pipeline reads a batch's prospects this way when they are dense enough).
+        """
+        wanted = _with_fields(fields, "id")
+        filters = {"idGreaterThanOrEqualTo": int(first_id), "idLessThanOrEqualTo": int(last_id)}
+        return [row async for row in self._by_id(PROSPECTS, wanted, filters)]
+
     async def get_prospect(self, prospect_id: int, fields: Sequence[str]) -> dict[str, Any] | None:
         """One prospect, or None if it does not exist or is in the recycle bin."""
         try:

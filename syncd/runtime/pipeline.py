@@ -150,6 +150,34 @@ def _result_error(result: SaveResult, system: str = "salesforce") -> errors.APIE
     return cls(system=system, status=200, code=code, message=message, details=result.errors)
 
 
+RANGE_MIN_IDS = 4  # a range read pays off from this many wanted ids in one cluster
+RANGE_MAX_GAP = 50  # ids further apart than this start a new cluster (<= 50 rows read per id)
+RANGE_MAX_SPAN = 1000  # one page of a Pardot query
+
+
+def id_clusters(works: Sequence[Work]) -> tuple[list[list[Work]], list[Work]]:
+    """Split works into clusters of close prospect ids (read by id range) and the rest (GET)."""
+    ordered = sorted(
+        (w for w in works if w.prospect_id is not None), key=lambda w: w.prospect_id or 0
+    )
+    clusters: list[list[Work]] = []
+    current: list[Work] = []
+    for w in ordered:
+        pid = w.prospect_id or 0
+        if current and (
+            pid - (current[-1].prospect_id or 0) > RANGE_MAX_GAP
+            or pid - (current[0].prospect_id or 0) >= RANGE_MAX_SPAN
+        ):
+            clusters.append(current)
+            current = []
+        current.append(w)
+    if current:
+        clusters.append(current)
+    ranges = [c for c in clusters if len(c) >= RANGE_MIN_IDS]
+    singles = [w for c in clusters if len(c) < RANGE_MIN_IDS for w in c]
+    return ranges, singles
+
+
 # -- per-run statistics -------------------------------------------------------------------------
 
 
@@ -436,7 +464,27 @@ class Pipeline:
             except errors.APIError as exc:
                 w.fail(exc)
 
-        await asyncio.gather(*(get(w) for w in need))
+        async def read_range(group: list[Work]) -> None:
+            # One query for close-together ids instead of a GET each (a backfill's echoes and
+            # CRM-side changes come in id clusters); an id not returned is deleted or in the
+            # recycle bin, exactly what a GET answering "not found" means.
+            ids = [w.prospect_id for w in group if w.prospect_id is not None]
+            try:
+                rows = await self.rt.pardot.prospects_in_id_range(
+                    min(ids), max(ids), self._pardot_fields
+                )
+            except errors.BudgetExhaustedError:
+                raise
+            except errors.APIError as exc:
+                for w in group:
+                    w.fail(exc)
+                return
+            by_id = {int(r["id"]): r for r in rows}
+            for w in group:
+                w.raw_prospect = by_id.get(w.prospect_id or 0)
+
+        ranges, singles = id_clusters(need)
+        await asyncio.gather(*(get(w) for w in singles), *(read_range(g) for g in ranges))
 
     async def _query_records(
         self, crm_type: CrmType, where_field: str, values: list[str]
