@@ -35,6 +35,7 @@ sObject, which matters for polymorphic lookups such as `Owner`, `Who`).
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import time
 from collections.abc import (
@@ -61,6 +62,7 @@ log = logs.get(__name__)
 SYSTEM = "salesforce"
 COLLECTION_MAX_RECORDS = 200  # the sObject Collections cap per request
 MAX_URI_BYTES = 16_384  # Salesforce refuses longer request URIs (414)
+COMPOSITE_MAX_QUERIES = 5  # a /composite call holds at most 5 query or collection subrequests
 DEFAULT_API_VERSION = "60.0"
 
 T = TypeVar("T")
@@ -427,6 +429,28 @@ def _query_page(response: httpx.Response) -> _QueryPage:
     return _QueryPage(records, total, done, next_url if not done else None)
 
 
+def _composite_pages(response: httpx.Response, expected: int) -> list[_QueryPage]:
+    """The query pages of a `/composite` answer; a failed subrequest raises its own error."""
+    body = http.expect_dict(SYSTEM, http.read_json(SYSTEM, response), "composite answer")
+    answers = body.get("compositeResponse")
+    if not isinstance(answers, list) or len(answers) != expected:
+        raise _bad(response.status_code, f"expected {expected} composite subresponses")
+    pages: list[_QueryPage] = []
+    for answer in answers:
+        if not isinstance(answer, dict) or not isinstance(answer.get("httpStatusCode"), int):
+            raise _bad(response.status_code, "composite subresponse without httpStatusCode")
+        sub = httpx.Response(
+            answer["httpStatusCode"],
+            json=answer.get("body"),
+            request=response.request,
+        )
+        if sub.status_code >= 300:
+            error, _ = classify(sub)
+            raise error
+        pages.append(_query_page(sub))
+    return pages
+
+
 def _date_field(body: Mapping[str, Any], key: str, status: int) -> datetime:
     value = body.get(key)
     if not isinstance(value, str):
@@ -541,6 +565,53 @@ class SalesforceClient:
                 )
             seen.add(page.next_url)
             page = await self._request("GET", page.next_url, parse=_query_page)
+
+    async def query_many(self, soqls: Sequence[str]) -> list[list[dict[str, Any]]]:
+        """The records of each query in `soqls`, in order, up to 5 queries per API call.
+
+        The queries ride in one `POST /composite` (which counts as ONE API call; Salesforce
+        allows at most 5 query subrequests in it); a query with more rows than its first page
+        follows its `nextRecordsUrl` on its own. A refused subrequest raises its error as
+        `query` would. Each SOQL is sent in a subrequest URL: keep IN lists under the URI limit.
+        """
+        if len(soqls) <= 1:
+            return [await self.query_all(q) for q in soqls]
+        out: list[list[dict[str, Any]]] = []
+        for start in range(0, len(soqls), COMPOSITE_MAX_QUERIES):
+            group = list(soqls[start : start + COMPOSITE_MAX_QUERIES])
+            body = {
+                "allOrNone": False,
+                "compositeRequest": [
+                    {
+                        "method": "GET",
+                        "url": f"{self._prefix}/query?q={quote_plus(q)}",
+                        "referenceId": f"q{i}",
+                    }
+                    for i, q in enumerate(group)
+                ],
+            }
+            pages = await self._request(
+                "POST",
+                self._prefix + "/composite",
+                json=body,
+                parse=functools.partial(_composite_pages, expected=len(group)),
+            )
+            for page in pages:
+                records = list(page.records)
+                seen: set[str] = set()
+                while page.next_url is not None:
+                    if page.next_url in seen:
+                        raise errors.PagingLoopError(
+                            system=SYSTEM,
+                            status=200,
+                            code="PAGING_LOOP",
+                            message="Salesforce returned the same nextRecordsUrl twice",
+                        )
+                    seen.add(page.next_url)
+                    page = await self._request("GET", page.next_url, parse=_query_page)
+                    records.extend(page.records)
+                out.append(records)
+        return out
 
     async def query_all(self, soql: str) -> list[dict[str, Any]]:
         """Every record of `soql` as a list (for small results; stream big ones with `query`)."""

@@ -518,6 +518,46 @@ class Pipeline:
             out.extend(await self._query_records(kind, "Email", wanted))
         return out
 
+    def _select(self, crm_type: CrmType, where_field: str, values: list[str]) -> list[str]:
+        fields = ", ".join(self.rt.field_map.crm_select_fields(crm_type))
+        return [
+            f"SELECT {fields} FROM {crm_type.value} WHERE {soql_in(where_field, chunk)}"
+            for chunk in chunked_in_lists(values, max_chars=SOQL_IN_BUDGET)
+        ]
+
+    async def _records_by_id_and_email(
+        self, ids: Iterable[str], emails: Iterable[str]
+    ) -> tuple[dict[str, CrmRecord], list[CrmRecord]]:
+        """`_records_by_id` and `_records_by_email` in one go: the queries of both ride in
+        composite calls of up to 5 (one API call each) instead of one call per query."""
+        by_type: dict[CrmType, list[str]] = {CrmType.LEAD: [], CrmType.CONTACT: []}
+        for crm_id in ids:
+            kind = crm_type_of_id(crm_id)
+            if kind is not None and crm_id not in by_type[kind]:
+                by_type[kind].append(crm_id)
+        wanted = sorted({e.strip() for e in emails if e and e.strip()})
+        jobs: list[tuple[CrmType, bool]] = []  # (type, by email) per query
+        soqls: list[str] = []
+        for kind, values in by_type.items():
+            for q in self._select(kind, "Id", values) if values else []:
+                jobs.append((kind, False))
+                soqls.append(q)
+        for kind in (CrmType.CONTACT, CrmType.LEAD):
+            for q in self._select(kind, "Email", wanted) if wanted else []:
+                jobs.append((kind, True))
+                soqls.append(q)
+        by_id: dict[str, CrmRecord] = {}
+        candidates: list[CrmRecord] = []
+        results = await self.rt.salesforce.query_many(soqls) if soqls else []
+        for (kind, by_email), rows in zip(jobs, results, strict=True):
+            for raw in rows:
+                rec = record_from(raw, kind)
+                if by_email:
+                    candidates.append(rec)
+                else:
+                    by_id[sf_id_key(rec.id)] = rec
+        return by_id, candidates
+
     @staticmethod
     def _wanted_crm(works: list[Work]) -> tuple[list[str], list[str]]:
         """CRM ids to read (links, prospects' CRM ids, CRM-only items) and emails to match."""
@@ -542,8 +582,7 @@ class Pipeline:
         """CRM records for the whole batch: by id, by email, and converted Leads' Contacts."""
         ids, emails = self._wanted_crm(works)
         try:
-            by_id = await self._records_by_id(ids)
-            candidates = await self._records_by_email(emails)
+            by_id, candidates = await self._records_by_id_and_email(ids, emails)
             converted = [
                 r.converted_contact_id
                 for r in [*by_id.values(), *candidates]
