@@ -34,7 +34,7 @@ from bench._harness import (
 from bench.backfill import run_backfill
 from bench.steady import run_steady
 
-DEFAULT_BASE = 5_000
+DEFAULT_BASE = 2_000
 FULL_BASE = 50_000
 SMALL = (
     " (the default run uses a smaller base than the issue's 50,000 to stay under 10 minutes; "
@@ -51,9 +51,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--latency-ms", type=float, default=20.0)
     p.add_argument("--steady-s", type=float, default=60.0)
     p.add_argument("--rate", type=float, default=10.0, help="steady-state edits a second")
-    p.add_argument("--steady-base", type=int, default=2_000)
+    p.add_argument("--steady-base", type=int, default=1_000)
     p.add_argument("--skip", default="", help="comma list of backfill,steady,growth to skip")
     p.add_argument("--workers", type=int, default=None, help="sync.workers for the daemon")
+    p.add_argument("--batch-size", type=int, default=1000, help="sync.batch_size for the daemon")
+    p.add_argument("--poll-interval", type=float, default=5.0, help="sync.poll_interval_s")
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--logs", type=Path, default=None, help="keep the daemons' logs here")
     return p.parse_args(argv)
@@ -104,8 +106,9 @@ def render(doc: dict[str, Any]) -> str:
         "",
         f"Simulators over real HTTP (uvicorn, separate process), {s['latency_ms']:g} ms added "
         "to every API call, Pardot's limit of 5 concurrent requests enforced (code 66). "
-        f"The daemon is `syncd run` in its own process (sync.workers = {s['workers']}), on a "
-        "fresh database per run. API calls are counted by the simulators. "
+        f"The daemon is `syncd run` in its own process (sync.workers = {s['workers']}, "
+        f"sync.batch_size = {s['batch_size']}, sync.poll_interval_s = {s['poll_interval_s']:g}), "
+        "on a fresh database per run. API calls are counted by the simulators. "
         f"Generated in {doc['duration_s']:.0f} s by `python -m bench {s['argv']}`.".rstrip(),
         "",
     ]
@@ -169,7 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     if "postgresql" in dbs and not postgres_available():
         print("bench: PostgreSQL is not reachable; running SQLite only", file=sys.stderr)
         dbs = [d for d in dbs if d != "postgresql"]
-    settings = {"SYNCD_SYNC__WORKERS": str(args.workers)} if args.workers else {}
+    settings = {"SYNCD_SYNC__BATCH_SIZE": str(args.batch_size)}
+    if args.workers:
+        settings["SYNCD_SYNC__WORKERS"] = str(args.workers)
     started = time.monotonic()
     doc: dict[str, Any] = {
         "machine": machine(),
@@ -179,11 +184,18 @@ def main(argv: list[str] | None = None) -> int:
             "scale": args.scale,
             "full": args.full,
             "databases": dbs,
-            "workers": args.workers or "default",
+            "workers": args.workers or "default (2)",
+            "batch_size": args.batch_size,
+            "poll_interval_s": args.poll_interval,
             "argv": " ".join(argv if argv is not None else sys.argv[1:]),
         },
     }
-    kw: dict[str, Any] = {"latency_ms": args.latency_ms, "settings": settings, "log_dir": args.logs}
+    kw: dict[str, Any] = {
+        "latency_ms": args.latency_ms,
+        "settings": settings,
+        "log_dir": args.logs,
+        "poll_interval_s": args.poll_interval,
+    }
     if args.logs:
         args.logs.mkdir(parents=True, exist_ok=True)
     backfill: list[dict[str, Any]] = []

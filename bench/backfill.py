@@ -31,7 +31,7 @@ from syncd.simulators.generate import Shape, generate_seed
 from syncd.store import QueueCounts
 
 POLL_INTERVAL_S = 5.0
-QUIET_S = 2.5 * POLL_INTERVAL_S  # an empty queue this long: the echoes were polled and done
+QUIET_POLLS = 2.5  # an empty queue for this many poll intervals: the echoes were polled and done
 BENCH_SHAPE = Shape(match_contact=0.25, match_lead=0.25, unassigned=0.0, duplicate_crm=0.0)
 
 
@@ -69,6 +69,7 @@ def run_backfill(
     settings: Mapping[str, str] | None = None,
     timeout_s: float = 900.0,
     log_dir: Path | None = None,
+    poll_interval_s: float = POLL_INTERVAL_S,
 ) -> dict[str, Any]:
     """One backfill run; returns its figures (a row of the table)."""
     seed = backfill_seed(prospects)
@@ -86,13 +87,14 @@ def run_backfill(
         daemon = Daemon(
             sims,
             db.url,
-            settings={"SYNCD_SYNC__POLL_INTERVAL_S": str(POLL_INTERVAL_S), **(settings or {})},
+            settings={"SYNCD_SYNC__POLL_INTERVAL_S": str(poll_interval_s), **(settings or {})},
             log_path=(log_dir / f"backfill-{prospects}-{db_kind}.log") if log_dir else None,
         )
         watch = StoreWatch(db.url)
         daemon.start()
         try:
-            wall_s = asyncio.run(_drain(watch, daemon, timeout_s, label))
+            quiet_s = QUIET_POLLS * poll_interval_s
+            wall_s = asyncio.run(_drain(watch, daemon, timeout_s, label, quiet_s))
             after = sims.counters()
             daemon.cpu_seconds()
             final = asyncio.run(_final_counts(db.url))
@@ -123,10 +125,12 @@ def run_backfill(
     return row
 
 
-async def _drain(watch: StoreWatch, daemon: Daemon, timeout_s: float, label: str) -> float:
+async def _drain(
+    watch: StoreWatch, daemon: Daemon, timeout_s: float, label: str, quiet_s: float
+) -> float:
     try:
         return await wait_drained(
-            watch, daemon, quiet_s=QUIET_S, timeout_s=timeout_s, progress=_progress(label)
+            watch, daemon, quiet_s=quiet_s, timeout_s=timeout_s, progress=_progress(label)
         )
     finally:
         await watch.aclose()

@@ -83,6 +83,7 @@ def run_steady(
     latency_ms: float = 20.0,
     settings: Mapping[str, str] | None = None,
     log_dir: Path | None = None,
+    poll_interval_s: float = POLL_INTERVAL_S,
 ) -> dict[str, Any]:
     """One steady-state run; returns its figures (a row of the table)."""
     seed = backfill_seed(base_prospects)
@@ -97,18 +98,18 @@ def run_steady(
         daemon = Daemon(
             sims,
             db.url,
-            settings={"SYNCD_SYNC__POLL_INTERVAL_S": str(POLL_INTERVAL_S), **(settings or {})},
+            settings={"SYNCD_SYNC__POLL_INTERVAL_S": str(poll_interval_s), **(settings or {})},
             log_path=(log_dir / f"steady-{db_kind}.log") if log_dir else None,
         )
         daemon.start()
         try:
-            asyncio.run(_drain(db.url, daemon))
+            asyncio.run(_drain(db.url, daemon, poll_interval_s))
             pairs = sims.bench("GET", "/linked", params={"limit": int(rate_per_s * duration_s)})
             print(f"{label}: {rate_per_s:g} edits/s for {duration_s:g} s", file=sys.stderr)
             before = sims.counters()
             rss_before = daemon.rss()
             sent = asyncio.run(_edits(sims, pairs, rate_per_s=rate_per_s, duration_s=duration_s))
-            seen = asyncio.run(_wait_seen(sims, set(sent), timeout_s=4 * POLL_INTERVAL_S + 30))
+            seen = asyncio.run(_wait_seen(sims, set(sent), timeout_s=4 * poll_interval_s + 30))
             after = sims.counters()
         finally:
             daemon.stop()
@@ -123,7 +124,7 @@ def run_steady(
     row = {
         "database": db_kind,
         "latency_ms": latency_ms,
-        "poll_interval_s": POLL_INTERVAL_S,
+        "poll_interval_s": poll_interval_s,
         "rate_per_s": rate_per_s,
         "duration_s": duration_s,
         "changes": changes,
@@ -145,10 +146,10 @@ def run_steady(
     return row
 
 
-async def _drain(url: str, daemon: Daemon) -> None:
+async def _drain(url: str, daemon: Daemon, poll_interval_s: float) -> None:
     watch = StoreWatch(url)
     try:
-        await wait_drained(watch, daemon, quiet_s=2.5 * POLL_INTERVAL_S, timeout_s=600)
+        await wait_drained(watch, daemon, quiet_s=2.5 * poll_interval_s, timeout_s=600)
     finally:
         await watch.aclose()
 
