@@ -47,6 +47,7 @@ no repository reads a clock):
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TypeVar
@@ -210,6 +211,13 @@ class Store:
 
     async def _pause(self, attempt: int, exc: BaseException) -> None:
         log.warning("store_retry", attempt=attempt, error=type(exc).__name__)
+        if self.dialect == "sqlite":
+            # A task cancelled mid-transaction can leave an idle pooled connection still
+            # holding SQLite's write lock (the driver finished its statement after the
+            # cancellation). Closing the idle connections releases it; connections in use are
+            # untouched, and a lock held by another process is unaffected.
+            await self.engine.dispose(close=True)
+            gc.collect()  # and an orphaned driver connection, once nothing references it
         await asyncio.sleep(RETRY_BASE_S * 2 ** (attempt - 1))
 
     async def _begin(self, write: bool) -> AsyncConnection:
@@ -219,8 +227,8 @@ class Store:
                 if not write and self.dialect == "sqlite":
                     conn = await conn.execution_options(**{engines.SQLITE_BEGIN: "DEFERRED"})
                 await conn.begin()
-            except BaseException:
-                await conn.close()
+            except BaseException as exc:
+                await _end_quietly(conn, cancelled=not isinstance(exc, Exception))
                 raise
             return conn
 
@@ -233,6 +241,12 @@ class Store:
             try:
                 yield conn
             except BaseException as exc:
+                if not isinstance(exc, Exception):
+                    # Cancelled (or interrupted) mid-statement: the driver may still be running
+                    # it, and a rollback can race it, leaving SQLite's write lock held by a
+                    # pooled connection. Invalidating closes the driver connection for certain.
+                    await _end_quietly(conn, cancelled=True)
+                    raise
                 await _rollback_quietly(conn)
                 bug = engines.programming_error(exc)
                 if bug is not None:  # e.g. a naive datetime: a bug to fix, not a DB failure
@@ -242,7 +256,12 @@ class Store:
                 raise
             try:
                 await conn.commit()
-            except engines.STORE_ERRORS as exc:
+            except BaseException as exc:
+                if not isinstance(exc, Exception):
+                    await _end_quietly(conn, cancelled=True)
+                    raise
+                if not isinstance(exc, engines.STORE_ERRORS):
+                    raise
                 await _rollback_quietly(conn)
                 raise engines.translate(exc, self.url) from exc
         finally:
@@ -257,6 +276,22 @@ async def _rollback_quietly(conn: AsyncConnection) -> None:
             await conn.invalidate()
         except Exception:
             log.debug("store_invalidate_failed")
+
+
+async def _end_quietly(conn: AsyncConnection, *, cancelled: bool) -> None:
+    """Close a connection; after a cancellation, invalidate it so its driver connection (and any
+    lock it holds) is closed, not returned to the pool. Shielded: it must finish even if the
+    task is cancelled again."""
+
+    async def end() -> None:
+        try:
+            if cancelled:
+                await conn.invalidate()
+            await conn.close()
+        except Exception:
+            log.debug("store_close_failed")
+
+    await asyncio.shield(end())
 
 
 async def _close_quietly(conn: AsyncConnection) -> None:
