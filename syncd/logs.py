@@ -143,4 +143,6 @@ def get(name: str | None = None) -> Any:
     The logger stays lazy (it binds on first use, not at import), so module-level loggers follow
     whatever `configure` set last, such as the demo's quieter level.
     """
+    if not structlog.is_configured():
+        configure()  # scripts and libraries that never called configure get the same format
     return structlog.get_logger() if name is None else structlog.get_logger(_logger_name=name)
