@@ -119,7 +119,7 @@ class SoakConfig:
     rate_limit_rate: float = 0.05
     lost_response_rate: float = 0.02
     token_ttl_s: float = 60.0
-    kill_after_s: tuple[float, float] = (4.0, 20.0)  # a kill comes this long after a start
+    kill_after_s: tuple[float, float] = (10.0, 50.0)  # a kill comes this long after a start
     max_kills: int = 8
     workers: int = 2
     drain_timeout_s: float = 900.0

@@ -1,7 +1,8 @@
 """`syncd once [--dry-run]`: poll every feed once, drain the queue, print one summary line.
 
 Burst mode (arq's): items are claimed batch after batch until none is due, then the command
-returns. Exit 0, or 1 when any item is in the sync error queue (`syncd errors list`).
+returns. Exit 0, or 1 when any item is in the sync error queue (`syncd errors list`) or a feed
+could not be read (named in the summary; the other feeds and the queue are still processed).
 `--dry-run` reads both sides and prints every plan, and writes nothing: no API write, no queue,
 cursor or link change in the store.
 """
@@ -77,6 +78,8 @@ def summary_line(
     sides = sorted({*paused, *polls.paused})
     if sides:
         parts.append(f"paused for API budget: {', '.join(sides)}")
+    for feed, why in sorted(polls.failed.items()):
+        parts.append(f"feed {feed} not read ({why[:200]})")
     return "syncd once: " + "; ".join(parts)
 
 
@@ -199,6 +202,6 @@ async def run(args: argparse.Namespace, settings: Settings, **runtime_options: A
             return await dry_run(rt)
         stats, polls, error_items, paused = await run_once(rt)
         sys.stdout.write(summary_line(stats, polls, rt, error_items, paused) + "\n")
-        return 1 if error_items else 0
+        return 1 if error_items or polls.failed else 0
     finally:
         await rt.aclose()

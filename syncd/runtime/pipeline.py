@@ -72,13 +72,26 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def prospect_from(raw: Mapping[str, Any]) -> Prospect:
-    """A domain `Prospect` from a Pardot v5 record (the feed's snapshot or a GET)."""
+    """A domain `Prospect` from a Pardot v5 record (the feed's snapshot or a GET).
+
+    Raises ValueError naming the field when the record's id, email or userId has a type the
+    API never sends (the caller parks that one record instead of failing its batch).
+    """
     updated = parse_datetime(raw.get("updatedAt")) or EPOCH
     user = raw.get("userId")
+    email = raw.get("email")
+    if email is not None and not isinstance(email, str):
+        raise ValueError(f"email is a {type(email).__name__}, not text")
+    if isinstance(user, bool) or not isinstance(user, int | str | None):
+        raise ValueError(f"userId is a {type(user).__name__}, not a number")
+    try:
+        user_id = int(user) if user not in (None, "") else None
+    except ValueError:
+        raise ValueError(f"userId {str(user)[:40]!r} is not a number") from None
     return Prospect(
         id=int(raw["id"]),
-        email=raw.get("email"),
-        user_id=int(user) if user not in (None, "") else None,
+        email=email,
+        user_id=user_id,
         fields={k: v for k, v in raw.items()},
         updated_at=updated,
         crm_id=raw.get("salesforceId") or None,
@@ -390,7 +403,10 @@ class Pipeline:
                             skip_reason=f"no prospect or CRM record has the email {item.email}",
                         )
                         crm_only[f"e:{item.id}"] = work
-        # A CRM-only record that is linked after all syncs through its prospect.
+        # A CRM-only record that is linked after all syncs through its prospect: queued under
+        # the prospect's key, never processed here. Its `c:` key does not exclude the `p:` key,
+        # so another worker may hold the prospect right now; syncing it here too would race
+        # that worker (two Tasks for one email were seen in the soak).
         if crm_only:
             ids = [w.crm_id for w in crm_only.values() if w.crm_id]
             async with self.rt.store.read() as tx:
@@ -399,9 +415,18 @@ class Pipeline:
                 found_links = links.get(work.crm_id or "") or []
                 if found_links:
                     pid = found_links[0].prospect_id
-                    target = by_prospect.setdefault(pid, Work(items=[], prospect_id=pid))
-                    target.items.extend(work.items)
-                    del crm_only[key]
+                    handoff = Work(items=work.items)
+                    handoff.plan = Plan(
+                        prospect_id=pid,
+                        action=LinkAction.SKIP,
+                        crm_type=None,
+                        crm_id=None,
+                        skip_reason=f"{work.crm_id} is linked to prospect {pid}: queued under it",
+                    )
+                    handoff.requeue = NewItem.for_prospect(
+                        pid, Reason.CRM_CHANGE, crm_id=work.crm_id
+                    )
+                    crm_only[key] = handoff
         return [w for w in [*by_prospect.values(), *crm_only.values()] if w.items or w.plan]
 
     # -- load -------------------------------------------------------------------------------
@@ -423,7 +448,18 @@ class Pipeline:
         await self._load_prospects(prospect_works)
         for w in prospect_works:
             if w.raw_prospect is not None:
-                w.prospect = prospect_from(w.raw_prospect)
+                try:
+                    w.prospect = prospect_from(w.raw_prospect)
+                except (KeyError, TypeError, ValueError) as exc:
+                    # One malformed record fails alone (error queue), never its whole batch.
+                    w.fail(
+                        errors.PermanentAPIError(
+                            system="pardot",
+                            status=200,
+                            code="BAD_RECORD",
+                            message=f"prospect {w.prospect_id} cannot be read: {exc}",
+                        )
+                    )
             for raw in pending_emails.get(w.prospect_id or 0, []):
                 sent = parse_datetime(raw.get("sentAt"))
                 if sent is None:

@@ -50,6 +50,11 @@ FEED_PARDOT_PROSPECTS = "pardot.prospects"
 FEED_PARDOT_EMAILS = "pardot.emails"
 
 
+def _text(value: Any) -> str | None:
+    """A text value from an API row, or None: a wrong type must not fail the whole page."""
+    return value if isinstance(value, str) and value else None
+
+
 def crm_feed(crm_type: CrmType) -> str:
     return f"salesforce.{crm_type.value}"
 
@@ -65,6 +70,7 @@ class PollStats:
     read: dict[str, int] = field(default_factory=dict)
     queued: dict[str, int] = field(default_factory=dict)
     paused: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)  # feed -> why its read stopped
 
     def add(self, feed: str, read: int, queued: int) -> None:
         self.read[feed] = self.read.get(feed, 0) + read
@@ -154,13 +160,21 @@ class Pollers:
     async def poll_all(self) -> PollStats:
         """Poll every feed once; a side whose budget is spent is skipped (named in `paused`)."""
         stats = PollStats()
-        for system, poll in (
-            ("pardot", self.poll_pardot_prospects),
-            ("pardot", self.poll_pardot_emails),
-            ("salesforce", lambda s: self.poll_crm(CrmType.LEAD, s)),
-            ("salesforce", lambda s: self.poll_crm(CrmType.CONTACT, s)),
-            ("salesforce", lambda s: self.poll_crm_deleted(CrmType.LEAD, s)),
-            ("salesforce", lambda s: self.poll_crm_deleted(CrmType.CONTACT, s)),
+        for feed, system, poll in (
+            (FEED_PARDOT_PROSPECTS, "pardot", self.poll_pardot_prospects),
+            (FEED_PARDOT_EMAILS, "pardot", self.poll_pardot_emails),
+            (crm_feed(CrmType.LEAD), "salesforce", lambda s: self.poll_crm(CrmType.LEAD, s)),
+            (crm_feed(CrmType.CONTACT), "salesforce", lambda s: self.poll_crm(CrmType.CONTACT, s)),
+            (
+                crm_deleted_feed(CrmType.LEAD),
+                "salesforce",
+                lambda s: self.poll_crm_deleted(CrmType.LEAD, s),
+            ),
+            (
+                crm_deleted_feed(CrmType.CONTACT),
+                "salesforce",
+                lambda s: self.poll_crm_deleted(CrmType.CONTACT, s),
+            ),
         ):
             try:
                 self.rt.budget.check(system)
@@ -169,6 +183,13 @@ class Pollers:
                 if system not in stats.paused:
                     stats.paused.append(system)
                 log.warning("poll_paused", system=system, code=exc.code)
+            except errors.APIError as exc:
+                # One feed that cannot be read (API down, a paging loop, a malformed page) must
+                # not stop the other feeds or the queue: its cursor stays, the next poll retries.
+                stats.failed[feed] = f"{exc.code}: {exc.message}"
+                log.warning(
+                    "poll_failed", feed=feed, system=exc.system, code=exc.code, message=exc.message
+                )
         return stats
 
     # -- Pardot ----------------------------------------------------------------------------
@@ -203,8 +224,8 @@ class Pollers:
                         NewItem.for_prospect(
                             int(raw["id"]),
                             Reason.PARDOT_CHANGE,
-                            email=raw.get("email"),
-                            crm_id=raw.get("salesforceId") or None,
+                            email=_text(raw.get("email")),
+                            crm_id=_text(raw.get("salesforceId")),
                             snapshot=dict(raw),
                         )
                     )
@@ -315,7 +336,7 @@ class Pollers:
         if prospect_ids:
             return [
                 NewItem.for_prospect(
-                    pid, Reason.CRM_CHANGE, crm_id=record["Id"], email=record.get("Email")
+                    pid, Reason.CRM_CHANGE, crm_id=record["Id"], email=_text(record.get("Email"))
                 )
                 for pid in prospect_ids
             ]
@@ -323,7 +344,7 @@ class Pollers:
         snapshot["attributes"] = {"type": crm_type.value}
         return [
             NewItem.for_crm(
-                record["Id"], Reason.CRM_CHANGE, email=record.get("Email"), snapshot=snapshot
+                record["Id"], Reason.CRM_CHANGE, email=_text(record.get("Email")), snapshot=snapshot
             )
         ]
 

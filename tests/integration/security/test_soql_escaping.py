@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -71,9 +72,17 @@ class _Recorder(httpx.AsyncBaseTransport):
         self.inner = inner
         self.queries: list[str] = []
 
+    def _keep(self, url: str) -> None:
+        parts = urlsplit(url)
+        if parts.path.endswith("/query"):
+            self.queries.extend(parse_qs(parts.query).get("q", []))
+
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if urlsplit(str(request.url)).path.endswith("/query"):
-            self.queries.extend(parse_qs(urlsplit(str(request.url)).query).get("q", []))
+        self._keep(str(request.url))
+        if request.method == "POST" and urlsplit(str(request.url)).path.endswith("/composite"):
+            body = json.loads(await request.aread())  # queries batched in one call
+            for sub in body.get("compositeRequest", []):
+                self._keep(str(sub.get("url", "")))
         return await self.inner.handle_async_request(request)
 
 
