@@ -523,9 +523,6 @@ def drive(
     return seen
 
 
-# A feed whose cursor moves only when it reads something (sent emails: the last id) shows no
-# poll while idle; it counts as settled once it has a cursor at all.
-IDLE_SILENT_FEEDS = frozenset({"pardot.emails"})
 SETTLE_S = 5.0
 
 
@@ -534,10 +531,7 @@ def _settled(view: StoreView, empty_since: datetime) -> bool:
     now = datetime.now(UTC)
     if (now - empty_since).total_seconds() < SETTLE_S or len(view.feeds) < 3:
         return False
-    return all(
-        name in IDLE_SILENT_FEEDS or (at is not None and at > empty_since)
-        for name, at in view.feeds.items()
-    )
+    return all(at is not None and at > empty_since for at in view.feeds.values())
 
 
 def _pause(seconds: float) -> None:

@@ -255,7 +255,9 @@ class Pollers:
         rows = self.rt.pardot.iter_emails(
             list(EMAIL_FIELDS), after_id=after_id, sent_since=sent_since
         )
+        read_any = False
         async for page in _pages(rows, self.page_size):
+            read_any = True
             items: list[NewItem] = []
             by_prospect: dict[int, list[dict[str, Any]]] = {}
             last_id = cursor.last_id
@@ -274,6 +276,10 @@ class Pollers:
             cursor = cursors.Cursor(position, last_id)
             await self._commit(feed, items, cursor, None, extra, emails=by_prospect)
             stats.add(feed, len(page), len(items))
+        if not read_any:
+            # Nothing new: still record the poll (the cursor's time is the feed's "last
+            # successful poll" in `syncd status`; an idle feed must not look stuck).
+            await self._commit(feed, [], cursor, None, extra)
 
     # -- Salesforce ------------------------------------------------------------------------
 
