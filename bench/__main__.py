@@ -34,7 +34,7 @@ from bench._harness import (
 from bench.backfill import run_backfill
 from bench.steady import run_steady
 
-DEFAULT_BASE = 2_000
+DEFAULT_BASE = 1_000
 FULL_BASE = 50_000
 SMALL = (
     " (the default run uses a smaller base than the issue's 50,000 to stay under 10 minutes; "

@@ -398,7 +398,7 @@ async def wait_drained(
                     return empty_at
             else:
                 empty_at = None
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(1.0)  # gently: the watch shares the CPU and the store with syncd
 
 
 def free_port() -> int:
