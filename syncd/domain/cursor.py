@@ -133,18 +133,20 @@ class RecentRows:
         stamp; such a row must be queued again when re-read, not taken for a re-read. Past
         `max_rows` the oldest are dropped: forgetting only costs a harmless re-queue.
         """
-        horizon = cursor.position - timedelta(seconds=overlap_s)
+        # Stamps are UTC ISO strings of one spelling (`_stamp`), so they compare and sort as
+        # strings: no parsing, and no sort unless the cap is exceeded (this runs per page).
+        horizon = _stamp(cursor.position - timedelta(seconds=overlap_s))
         merged: dict[str, str] = dict(self.seen)
         for row in rows:
             if settled_before is not None and row.at >= settled_before:
                 merged.pop(row.id, None)
                 continue
             merged[row.id] = _stamp(row.at)
-        kept = sorted(
-            ((rid, at) for rid, at in merged.items() if datetime.fromisoformat(at) >= horizon),
-            key=lambda item: (item[1], item[0]),
-        )
-        return RecentRows(seen=tuple(kept[-max_rows:]))
+        kept = [(rid, at) for rid, at in merged.items() if at >= horizon]
+        if len(kept) > max_rows:
+            kept.sort(key=lambda item: (item[1], item[0]))
+            kept = kept[-max_rows:]
+        return RecentRows(seen=tuple(kept))
 
 
 def _stamp(at: datetime) -> str:
