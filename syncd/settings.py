@@ -276,5 +276,5 @@ def _how_to_set(section: str, key: str) -> str:
 
 def _http_url(v: str) -> str:
     if not v.startswith(("https://", "http://")) or len(v.split("://", 1)[1]) == 0:
-        raise ValueError("must be an http(s) URL such as https://login.salesforce.com")
+        raise ValueError("must be an http(s) URL: https://host (http:// for a local simulator)")
     return v.rstrip("/")

@@ -138,11 +138,30 @@ def build_http_client(
     )
 
 
+# The setting that names each system's host, for "no answer" errors.
+_HOST_SETTING = {"salesforce": "salesforce.login_url", "pardot": "pardot.base_url"}
+
+
 def transport_failure(system: str, exc: httpx.HTTPError) -> errors.RetriableAPIError:
-    """A call that got no usable answer (timeout, reset, refused) as a retriable error."""
+    """A call that got no usable answer (timeout, reset, refused) as a retriable error.
+
+    The message names the host that did not answer (scheme, host and port only: paths and
+    queries may carry personal data) and the setting that points at it.
+    """
     kind = "TIMEOUT" if isinstance(exc, httpx.TimeoutException) else "CONNECTION_FAILED"
+    try:
+        url = exc.request.url
+        port = f":{url.port}" if url.port else ""
+        where = f" from {url.scheme}://{url.host}{port}"
+    except RuntimeError:  # no request attached
+        where = ""
+    hint = _HOST_SETTING.get(system)
+    check = f"; check {hint} and the network" if hint else ""
     return errors.RetriableAPIError(
-        system=system, status=None, code=kind, message=f"{type(exc).__name__}: no answer"
+        system=system,
+        status=None,
+        code=kind,
+        message=f"{type(exc).__name__}: no answer{where}{check}",
     )
 
 

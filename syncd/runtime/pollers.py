@@ -160,6 +160,7 @@ class Pollers:
     async def poll_all(self) -> PollStats:
         """Poll every feed once; a side whose budget is spent is skipped (named in `paused`)."""
         stats = PollStats()
+        unreachable: dict[str, str] = {}
         for feed, system, poll in (
             (FEED_PARDOT_PROSPECTS, "pardot", self.poll_pardot_prospects),
             (FEED_PARDOT_EMAILS, "pardot", self.poll_pardot_emails),
@@ -176,6 +177,9 @@ class Pollers:
                 lambda s: self.poll_crm_deleted(CrmType.CONTACT, s),
             ),
         ):
+            if system in unreachable:
+                stats.failed[feed] = f"not polled: {system} did not answer ({unreachable[system]})"
+                continue
             try:
                 self.rt.budget.check(system)
                 await poll(stats)
@@ -190,6 +194,9 @@ class Pollers:
                 log.warning(
                     "poll_failed", feed=feed, system=exc.system, code=exc.code, message=exc.message
                 )
+                if exc.status is None:  # no answer at all (its retries are spent): skip its
+                    unreachable[system] = exc.code  # other feeds this round
+                    unreachable[exc.system] = exc.code
         return stats
 
     # -- Pardot ----------------------------------------------------------------------------
