@@ -178,13 +178,23 @@ def update_faults(faults: Faults, body: bytes) -> dict[str, Any]:
 
 @dataclass
 class Counters:
-    """Requests seen by a simulator, by method and route, readable in-process and over HTTP."""
+    """Requests seen by a simulator, by method and route, readable in-process and over HTTP.
+
+    A batch envelope (Salesforce `POST /composite`) carries reads and writes alike, so its
+    subrequests are counted too (`subrequests`), and `writes` counts the envelope's write
+    subrequests instead of the envelope itself: a composite of queries writes nothing.
+    """
 
     requests: Counter[str] = field(default_factory=Counter)
     faults: Counter[str] = field(default_factory=Counter)
+    subrequests: Counter[str] = field(default_factory=Counter)
 
     def record(self, method: str, path: str) -> None:
         self.requests[f"{method} {route_of(path)}"] += 1
+
+    def record_subrequest(self, method: str, path: str) -> None:
+        """One subrequest of a batch envelope (see the class docstring)."""
+        self.subrequests[f"{method} {route_of(path)}"] += 1
 
     @property
     def total(self) -> int:
@@ -192,7 +202,15 @@ class Counters:
 
     @property
     def writes(self) -> int:
-        return sum(n for key, n in self.requests.items() if key.split(" ", 1)[0] in WRITE_METHODS)
+        envelope = sum(
+            n
+            for key, n in self.requests.items()
+            if key.split(" ", 1)[0] in WRITE_METHODS and not _is_envelope(key)
+        )
+        inside = sum(
+            n for key, n in self.subrequests.items() if key.split(" ", 1)[0] in WRITE_METHODS
+        )
+        return envelope + inside
 
     def count(self, method: str | None = None, contains: str = "") -> int:
         """Requests whose method is `method` (any if None) and whose route contains `contains`."""
@@ -205,6 +223,7 @@ class Counters:
     def reset(self) -> None:
         self.requests.clear()
         self.faults.clear()
+        self.subrequests.clear()
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -212,7 +231,13 @@ class Counters:
             "writes": self.writes,
             "requests": dict(sorted(self.requests.items())),
             "faults": dict(sorted(self.faults.items())),
+            "subrequests": dict(sorted(self.subrequests.items())),
         }
+
+
+def _is_envelope(key: str) -> bool:
+    # "POST /services/data/v60.0/composite" (not ".../composite/sobjects", a collection write)
+    return key.rstrip("/").endswith("/composite")
 
 
 # Salesforce ids (15/18 chars with a 3-char key prefix), numbers, and query locators become {id}.

@@ -1865,6 +1865,10 @@ class SalesforceSimulator:
                 if halted:
                     answers.append(_halted(ref))
                     continue
+                if isinstance(sub, dict):
+                    self.counters.record_subrequest(
+                        str(sub.get("method", "GET")).upper(), str(sub.get("url", "")).split("?")[0]
+                    )
                 answer = self._subrequest(req, sub, results)
                 answers.append({**answer, "referenceId": ref})
                 results[ref] = answer["body"]

@@ -1148,3 +1148,35 @@ def test_seed_ids_and_timestamps() -> None:
     new = past.insert("Lead", {"LastName": "x", "Company": "y"})
     assert past.get("Lead", new)["SystemModstamp"] >= datetime(2026, 1, 1, 10, tzinfo=UTC)  # type: ignore[index]
     assert timedelta(0) == timedelta(0)
+
+
+async def test_counters_count_composite_subrequests_not_the_envelope(
+    sim: SalesforceSimulator, client: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
+    """A composite of queries writes nothing; a composite carrying a PATCH writes once."""
+    before = sim.counters.writes
+    queries = {
+        "compositeRequest": [
+            {"method": "GET", "url": f"{V}/query?q=SELECT+Id+FROM+Lead", "referenceId": "a"},
+            {"method": "GET", "url": f"{V}/query?q=SELECT+Id+FROM+Contact", "referenceId": "b"},
+        ]
+    }
+    r = await client.post(f"{V}/composite", json=queries, headers=auth)
+    assert r.status_code == 200
+    assert sim.counters.writes == before
+    assert sim.counters.subrequests[f"GET {V}/query"] == 2
+    lead_id = sim.records("Lead")[0]["Id"]
+    patch = {
+        "compositeRequest": [
+            {
+                "method": "PATCH",
+                "url": f"{V}/sobjects/Lead/{lead_id}",
+                "referenceId": "p",
+                "body": {"Title": "CTO"},
+            }
+        ]
+    }
+    r = await client.post(f"{V}/composite", json=patch, headers=auth)
+    assert r.json()["compositeResponse"][0]["httpStatusCode"] == 204
+    assert sim.counters.writes == before + 1
+    assert "subrequests" in sim.counters.snapshot()
