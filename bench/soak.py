@@ -578,7 +578,7 @@ def soak_one(
                 SYNCD_SYNC__POLL_INTERVAL_S="1",
                 SYNCD_SYNC__WORKERS=str(cfg.workers),
                 SYNCD_SYNC__LEASE_S="30",
-                SYNCD_SYNC__RETRY_BASE_S="1",
+                SYNCD_SYNC__RETRY_BASE_S="0.3",
                 SYNCD_SYNC__SHUTDOWN_GRACE_S="5",
                 SYNCD_SYNC__API_BUDGET_SHARE="1",
                 SYNCD_PARDOT__DAILY_API_LIMIT="5000000",

@@ -14,7 +14,7 @@ import httpx
 from bench.soak import Apis, SoakConfig, SoakReport, build_seed, check, soak_one
 
 CFG = SoakConfig(
-    prospects=300,
+    prospects=200,
     seed=11,
     databases=("sqlite",),
     kill_after_s=(3.0, 8.0),

@@ -30,7 +30,7 @@ from acceptance import SYNCD, Simulators, queue_counts, simulators, start_syncd,
 from bench.soak import Apis, SoakReport, check
 from syncd.simulators.generate import generate_seed
 
-PROSPECTS = 120
+PROSPECTS = 60
 
 
 class CutProxy:
