@@ -602,9 +602,11 @@ def soak_one(
             finally:
                 apis.close()
     finally:
-        if drop is not None:
+        if drop is not None and (report.ok or not report.invariants):
             with suppress(Exception):
                 asyncio.run(_drop_pg(cfg.postgres_url, drop))
+        elif drop is not None:
+            _say(cfg, f"[{database}] an invariant failed: database kept for inspection: {drop}")
     return report
 
 

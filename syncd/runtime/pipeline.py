@@ -1256,21 +1256,6 @@ class Pipeline:
             if p is not None and "OwnerId" in p.crm_update:
                 self.stats.owners_changed += 1
 
-    def _emails_left(self, w: Work) -> list[dict[str, Any]] | None:
-        """The sent emails still to log for this prospect after this run (None: none left)."""
-        if not self.rt.config.email_activities:
-            return None  # off: emails sent meanwhile are not logged later either
-        left = [e for e in w.emails if e.id not in w.emails_logged]
-        return [
-            {
-                "id": e.id,
-                "prospectId": e.prospect_id,
-                "subject": e.subject,
-                "sentAt": e.sent_at.isoformat(),
-            }
-            for e in left
-        ] or None
-
     def _fate(self, w: Work, out: _Settlement, now: datetime) -> None:
         """Decide what happens to the items of one unit of work."""
         if w.ok:
@@ -1302,7 +1287,9 @@ class Pipeline:
                     out.retry.append((item, error, decision.retry_at))
         logged_any = w.emails_logged or not self.rt.config.email_activities
         if w.prospect_id is not None and w.emails and logged_any:
-            out.emails[w.prospect_id] = self._emails_left(w)
+            # Activities off: emails sent meanwhile are not logged later either (all dropped).
+            done = frozenset(w.emails_logged) if self.rt.config.email_activities else None
+            out.emails[w.prospect_id] = done
 
     async def _settle(self, works: list[Work]) -> None:
         """ONE transaction: links, audit, emails logged, and every item's fate."""
@@ -1318,12 +1305,16 @@ class Pipeline:
                 await rt.store.links.upsert_many(tx, out.links, now=now)
             if out.audit:
                 await rt.store.audit.append(tx, out.audit)
-            for pid, left in out.emails.items():
+            for pid, logged in out.emails.items():
+                # Remove only what this batch logged: the emails feed may have added emails to
+                # this prospect since they were read (a rewrite from that read lost them).
                 key = EMAILS_KV.format(prospect_id=pid)
-                if left:
-                    await rt.store.kv.set(tx, key, left, now=now)
-                else:
+                current = await rt.store.kv.get(tx, key, for_update=True) or []
+                left = [] if logged is None else [e for e in current if int(e["id"]) not in logged]
+                if not left:
                     await rt.store.kv.delete(tx, key)
+                elif len(left) != len(current):
+                    await rt.store.kv.set(tx, key, left, now=now)
             if out.complete:
                 await rt.store.queue.complete(tx, out.complete, worker_id=self.worker_id)
             for item, exc, at in out.retry:
@@ -1362,7 +1353,7 @@ class _Settlement:
     retry: list[tuple[QueueItem, errors.APIError, datetime]] = field(default_factory=list)
     fail: list[tuple[QueueItem, errors.APIError]] = field(default_factory=list)
     requeue: list[NewItem] = field(default_factory=list)
-    emails: dict[int, list[dict[str, Any]] | None] = field(default_factory=dict)
+    emails: dict[int, frozenset[int] | None] = field(default_factory=dict)  # None: drop all
 
 
 def _same_link(a: StoredLink, b: StoredLink) -> bool:

@@ -142,7 +142,7 @@ class Pollers:
         async with self.rt.store.transaction() as tx:
             for prospect_id, sent in (emails or {}).items():
                 key = EMAILS_KV.format(prospect_id=prospect_id)
-                known = await self.rt.store.kv.get(tx, key) or []
+                known = await self.rt.store.kv.get(tx, key, for_update=True) or []
                 have = {int(e["id"]) for e in known}
                 merged = [*known, *(e for e in sent if int(e["id"]) not in have)]
                 await self.rt.store.kv.set(tx, key, merged, now=now)

@@ -22,9 +22,16 @@ class KvRepo:
     def __init__(self, dialect: str) -> None:
         self._dialect = dialect
 
-    async def get(self, tx: AsyncConnection, key: str) -> Any:
-        """The value, or None if the key is not set."""
-        return (await tx.execute(select(kv.c.value).where(kv.c.key == key))).scalar_one_or_none()
+    async def get(self, tx: AsyncConnection, key: str, *, for_update: bool = False) -> Any:
+        """The value, or None if the key is not set.
+
+        `for_update` locks the row until the transaction ends (PostgreSQL `FOR UPDATE`; SQLite
+        write transactions are exclusive already), for a read-modify-write of the value.
+        """
+        stmt = select(kv.c.value).where(kv.c.key == key)
+        if for_update:
+            stmt = stmt.with_for_update()
+        return (await tx.execute(stmt)).scalar_one_or_none()
 
     async def get_with_time(self, tx: AsyncConnection, key: str) -> tuple[Any, datetime] | None:
         """The value and when it was set, or None."""

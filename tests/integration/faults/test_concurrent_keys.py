@@ -10,9 +10,11 @@ to the prospect's key instead.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from integration.pipeline.conftest import MakeSync, base_seed
 from syncd.runtime.pipeline import Pipeline
+from syncd.runtime.pollers import Pollers, PollStats
 from syncd.runtime.wiring import build_runtime
 from syncd.store import NewItem, Reason, State, prospect_key
 
@@ -62,3 +64,44 @@ async def test_crm_keyed_item_of_a_linked_record_defers_to_the_prospect_key(
     assert await s.once() == 0
     assert s.sf.get("Lead", lead["Id"])["Title"] == "Engineer"
     assert len(s.tasks(lead["Id"])) == 1
+
+
+async def test_an_email_polled_while_its_prospect_syncs_is_still_logged(
+    make_sync: MakeSync,
+) -> None:
+    """The emails feed adds E2 to a prospect's pending emails while a worker logs E1: the
+    worker's settle must remove only what it logged (the PostgreSQL soak lost one Task so)."""
+    seed = base_seed()
+    seed["pardot"]["prospects"] = [{"id": 1, "email": "p@example.com", "userId": 2}]
+    s = make_sync(seed)
+    assert await s.once() == 0
+    (lead,) = s.leads("p@example.com")
+    s.pd.add_email({"prospectId": 1, "subject": "First", "sentAt": "2026-01-05T10:00:00Z"})
+
+    poller_rt = await build_runtime(s.settings, transports=s.world.transports(), clock=s.clock)
+    real = s.sf.app
+    fired: list[int] = []
+
+    async def mid_batch(scope: Any, receive: Any, send: Any) -> None:
+        # the first Task create: the worker has loaded the prospect's emails and not settled
+        if (
+            scope["type"] == "http"
+            and scope["method"] == "POST"
+            and scope["path"].endswith("/composite/sobjects")
+            and not fired
+        ):
+            fired.append(1)
+            s.pd.add_email({"prospectId": 1, "subject": "Second", "sentAt": "2026-01-06T10:00:00Z"})
+            await Pollers(poller_rt).poll_pardot_emails(PollStats())
+        await real(scope, receive, send)
+
+    s.sf.app = mid_batch
+    try:
+        assert await s.once() == 0
+    finally:
+        s.sf.app = real
+        await poller_rt.aclose()
+    assert fired
+    assert await s.once() == 0
+    subjects = sorted(t["Subject"] for t in s.tasks(lead["Id"]))
+    assert subjects == ["Email: First", "Email: Second"]
