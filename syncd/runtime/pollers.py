@@ -187,6 +187,8 @@ class Pollers:
                 if system not in stats.paused:
                     stats.paused.append(system)
                 log.warning("poll_paused", system=system, code=exc.code)
+            except errors.AuthError:
+                raise  # refused credentials: nothing can be read, the caller says what to fix
             except errors.APIError as exc:
                 # One feed that cannot be read (API down, a paging loop, a malformed page) must
                 # not stop the other feeds or the queue: its cursor stays, the next poll retries.
