@@ -51,6 +51,6 @@ def test_stdlib_logging_goes_through_the_scrubber() -> None:
 
     logs.register_secret("stdlib-secret-987654")
     buf = _capture()
-    logging.getLogger("uvicorn.error").warning("oops stdlib-secret-987654")
+    logging.getLogger("alembic.runtime.migration").warning("oops stdlib-secret-987654")
     assert "stdlib-secret-987654" not in buf.getvalue()
     assert "oops" in buf.getvalue()
