@@ -100,7 +100,14 @@ def prospect_from(raw: Mapping[str, Any]) -> Prospect:
 
 
 def record_from(raw: Mapping[str, Any], crm_type: CrmType | None = None) -> CrmRecord:
-    """A domain `CrmRecord` from a Salesforce Lead/Contact record."""
+    """A domain `CrmRecord` from a Salesforce Lead/Contact record.
+
+    Raises ValueError when `Id` or `Email` has a type the API never sends.
+    """
+    for name in ("Id", "Email"):
+        value = raw.get(name)
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"{name} is a {type(value).__name__}, not text")
     attrs = raw.get("attributes")
     kind = crm_type
     if kind is None and isinstance(attrs, Mapping) and attrs.get("type") in ("Lead", "Contact"):
@@ -127,6 +134,23 @@ def record_from(raw: Mapping[str, Any], crm_type: CrmType | None = None) -> CrmR
         converted_contact_id=raw.get("ConvertedContactId") or None,
         is_deleted=bool(raw.get("IsDeleted")),
     )
+
+
+def _readable_record(raw: Mapping[str, Any], crm_type: CrmType) -> CrmRecord:
+    """`record_from`, with a malformed answer as a retriable API error of the batch's load.
+
+    The record cannot be skipped (it may be the match that keeps a duplicate Lead from being
+    created), so the works of this batch wait and retry; nothing crashes or spins.
+    """
+    try:
+        return record_from(raw, crm_type)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise errors.RetriableAPIError(
+            system="salesforce",
+            status=200,
+            code="BAD_RESPONSE",
+            message=f"{crm_type.value} {str(raw.get('Id'))[:18]} cannot be read: {exc}",
+        ) from None
 
 
 def domain_link(link: StoredLink) -> Link:
@@ -532,7 +556,7 @@ class Pipeline:
         for chunk in chunked_in_lists(values, max_chars=SOQL_IN_BUDGET):
             soql = f"SELECT {fields} FROM {crm_type.value} WHERE {soql_in(where_field, chunk)}"
             async for raw in self.rt.salesforce.query(soql):
-                out.append(record_from(raw, crm_type))
+                out.append(_readable_record(raw, crm_type))
         return out
 
     async def _records_by_id(self, ids: Iterable[str]) -> dict[str, CrmRecord]:
@@ -587,7 +611,7 @@ class Pipeline:
         results = await self.rt.salesforce.query_many(soqls) if soqls else []
         for (kind, by_email), rows in zip(jobs, results, strict=True):
             for raw in rows:
-                rec = record_from(raw, kind)
+                rec = _readable_record(raw, kind)
                 if by_email:
                     candidates.append(rec)
                 else:

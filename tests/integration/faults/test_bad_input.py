@@ -336,3 +336,35 @@ async def test_unreachable_apis_fail_the_run_cleanly_and_keep_the_queue(
     assert await s.once() == 0
     assert s.prospect(100).get("salesforceId")
     assert await queue_left(s) == (0, 0)
+
+
+async def test_a_malformed_crm_record_makes_its_batch_wait_not_crash(make_sync: MakeSync) -> None:
+    seed = prospects(
+        {"email": "a@example.com", "lastName": "A"}, {"email": "b@example.com", "lastName": "B"}
+    )
+    seed["salesforce"]["contacts"] = [
+        {"Id": "003000000000001AAA", "Email": "a@example.com", "LastName": "A"}
+    ]
+    s = make_sync(seed)
+
+    def spoil(scope: Scope, status: int, body: bytes) -> tuple[int, bytes, str] | None:
+        if not scope["path"].endswith(("/query", "/composite")) or status != 200:
+            return None
+        text = body.decode().replace('"Email":"a@example.com"', '"Email":12345')
+        return status, text.encode(), "application/json"
+
+    layer = tamper(s, "salesforce", spoil)
+    # The Contact cannot be skipped (it keeps prospect 100 from getting a duplicate Lead): the
+    # batch waits for a retry with the reason; nothing crashes, nothing is created or lost.
+    assert await s.once() == 0, s.last_out
+    assert layer.spoiled > 0
+    assert "to retry later" in s.last_out
+    assert s.leads("a@example.com") == [] and s.leads("b@example.com") == []
+    pending, claimed = await queue_left(s)  # both prospects (and the Contact's own item)
+    assert pending >= 2 and claimed == 0
+    s.sf.app = layer.app  # the API answers properly again
+    s.later(hours=2)
+    assert await s.once() == 0
+    assert s.prospect(100)["salesforceId"] == "003000000000001AAA"
+    assert len(s.leads("b@example.com")) == 1
+    assert await queue_left(s) == (0, 0)
