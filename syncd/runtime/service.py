@@ -41,6 +41,7 @@ from typing import Any
 from syncd import __version__, errors, logs
 from syncd.clients.http import CallRecord
 from syncd.domain.models import CrmType
+from syncd.domain.retry import next_attempt
 from syncd.runtime import pollers as feeds
 from syncd.runtime.leader import Election, election_for
 from syncd.runtime.metrics import SyncdMetrics
@@ -333,8 +334,15 @@ class Service:
         retried, failed = pipeline.stats.retried, pipeline.stats.errors
         try:
             works = await pipeline.process(items)
-        except BaseException:
+        except (errors.SyncdError, asyncio.CancelledError, KeyboardInterrupt, SystemExit):
+            # A stop, a paused budget, a store or API failure: nothing is wrong with the items.
             await asyncio.shield(self._release(pipeline.worker_id, items))
+            raise
+        except Exception as exc:
+            # A bug, not the items' fault as far as we can tell. Releasing would hand the same
+            # batch back forever, so it counts as an attempt: retried with backoff, and parked
+            # in the error queue as INTERNAL_ERROR after sync.max_attempts.
+            await asyncio.shield(self._park(pipeline.worker_id, items, exc))
             raise
         finally:
             with contextlib.suppress(Exception):
@@ -343,6 +351,45 @@ class Service:
             works, retried=pipeline.stats.retried - retried, failed=pipeline.stats.errors - failed
         )
         return len(items)
+
+    async def _park(self, worker_id: str, items: Sequence[QueueItem], exc: Exception) -> None:
+        """Retry later (or, past the attempt limit, fail) items whose batch raised a bug."""
+        sync = self.rt.settings.sync
+        now = self.rt.clock()
+        message = logs.redact(f"unexpected {type(exc).__name__} while syncing: {exc}")[:500]
+        log.error("batch_failed_unexpectedly", items=len(items), error=message)
+        give_up = [i.id for i in items if i.attempts >= sync.max_attempts]
+        again = [i for i in items if i.attempts < sync.max_attempts]
+        try:
+            async with asyncio.timeout(RELEASE_TIMEOUT_S), self.rt.store.transaction() as tx:
+                if give_up:
+                    await self.rt.store.queue.fail(
+                        tx,
+                        give_up,
+                        worker_id=worker_id,
+                        code="INTERNAL_ERROR",
+                        message=message,
+                        now=now,
+                    )
+                for item in again:
+                    decision = next_attempt(
+                        attempts=item.attempts,
+                        retriable=True,
+                        now=now,
+                        base_s=sync.retry_base_s,
+                        max_attempts=sync.max_attempts,
+                    )
+                    await self.rt.store.queue.retry(
+                        tx,
+                        [item.id],
+                        worker_id=worker_id,
+                        available_at=decision.retry_at or now,
+                        code="INTERNAL_ERROR",
+                        message=message,
+                        now=now,
+                    )
+        except Exception as store_exc:  # the leases expire and the items run again anyway
+            log.warning("park_failed", error=type(store_exc).__name__)
 
     async def _release(self, worker_id: str, items: Sequence[QueueItem]) -> None:
         ids = [i.id for i in items]

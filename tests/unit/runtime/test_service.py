@@ -131,3 +131,46 @@ async def test_ops_port_in_use_is_a_configuration_error(tmp_path: Path) -> None:
                 assert await rt.store.heartbeats.all(tx) == []
         finally:
             await rt.aclose()
+
+
+async def test_a_batch_that_hits_a_bug_is_parked_not_reclaimed_forever(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug in processing counts as an attempt: retried with backoff, then INTERNAL_ERROR.
+
+    No real bug is known to trigger this path, so one is injected into the pipeline: the point
+    is the service's handling (before: the batch was released, attempts given back, and the same
+    items reclaimed every few seconds forever).
+    """
+    from syncd.runtime.pipeline import Pipeline
+
+    async def broken(self: Pipeline, items: object) -> object:
+        raise RuntimeError("simulated bug in the pipeline")
+
+    monkeypatch.setattr(Pipeline, "process", broken)
+    world = World.from_file(example_seed_path())
+    base = _settings(tmp_path, world)
+    settings = base.model_copy(
+        update={"sync": base.sync.model_copy(update={"max_attempts": 2, "retry_base_s": 0.1})}
+    )
+    rt = await build_runtime(settings, transports=world.transports())
+    service = Service(rt, notifier=Notifier({}))
+    try:
+        task = asyncio.create_task(service.run())
+
+        async def errors_now() -> int:
+            async with rt.store.read() as tx:
+                return (await rt.store.queue.counts(tx, now=rt.clock())).error
+
+        async with asyncio.timeout(60):
+            while await errors_now() == 0:
+                await asyncio.sleep(0.1)
+        service.request_stop()
+        assert await asyncio.wait_for(task, 30) == 0
+        async with rt.store.read() as tx:
+            parked = await rt.store.queue.errors(tx, limit=100, offset=0)
+    finally:
+        await rt.aclose()
+    assert parked
+    assert {item.last_error_code for item in parked} == {"INTERNAL_ERROR"}
+    assert all("simulated bug" in (item.last_error_message or "") for item in parked)
