@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -49,6 +50,30 @@ class CallRecord:
 
 
 CallObserver = Callable[[CallRecord], None]
+
+
+def report_call(
+    on_call: CallObserver | None,
+    *,
+    system: str,
+    method: str,
+    path: str,
+    status: int | None,
+    outcome: str,
+    started: float,
+) -> None:
+    """Tell the observer (budget, metrics) about one call; `started` is a `time.monotonic()`."""
+    if on_call is not None:
+        on_call(
+            CallRecord(
+                system=system,
+                method=method,
+                path=path,
+                status=status,
+                outcome=outcome,
+                duration_s=time.monotonic() - started,
+            )
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -516,17 +516,14 @@ class PardotClient:
     def _observe(
         self, method: str, path: str, status: int | None, outcome: str, started: float
     ) -> None:
-        if self._on_call is None:
-            return
-        self._on_call(
-            http.CallRecord(
-                system=SYSTEM,
-                method=method,
-                path=_NUMERIC_SEGMENT.sub("/{id}", path),
-                status=status,
-                outcome=outcome,
-                duration_s=time.monotonic() - started,
-            )
+        http.report_call(
+            self._on_call,
+            system=SYSTEM,
+            method=method,
+            path=_NUMERIC_SEGMENT.sub("/{id}", path),
+            status=status,
+            outcome=outcome,
+            started=started,
         )
 
 

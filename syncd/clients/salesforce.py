@@ -1035,17 +1035,14 @@ class SalesforceClient:
     def _observe(
         self, method: str, route: str, status: int | None, outcome: str, started: float
     ) -> None:
-        if self._on_call is None:
-            return
-        self._on_call(
-            http.CallRecord(
-                system=SYSTEM,
-                method=method,
-                path=route,
-                status=status,
-                outcome=outcome,
-                duration_s=time.monotonic() - started,
-            )
+        http.report_call(
+            self._on_call,
+            system=SYSTEM,
+            method=method,
+            path=route,
+            status=status,
+            outcome=outcome,
+            started=started,
         )
 
     def _track_usage(self, response: httpx.Response) -> None:
