@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, bool, str]] = {
     "history": ("history", True, "what was decided for a prospect, and why"),
     "preflight": ("preflight", True, "read-only report of what the first sync will do"),
     "migrate": ("migrate", True, "bring the database schema to the latest version"),
+    "relink": ("relink", True, "rebuild links from sync.crm_link_field (the link's mirror)"),
     # check loads its own settings: a health check exits 0 or 1 (Docker reserves exit 2)
     "check": ("check", False, "config valid, database reachable and migrated, heartbeat fresh"),
 }
@@ -55,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     }
     p["once"].add_argument(
         "--dry-run", action="store_true", help="print every plan and write nothing"
+    )
+    p["relink"].add_argument(
+        "--dry-run", action="store_true", help="report what would be rebuilt; write nothing"
     )
     p["demo"].add_argument("--once", action="store_true", help="exit when the queue is drained")
     p["demo"].add_argument("--prospects", type=int, default=3000, help="size of the demo data")

@@ -40,6 +40,7 @@ from syncd.clients.salesforce import (
     soql_in,
 )
 from syncd.domain import retry as retry_rules
+from syncd.domain.fieldmap import PARDOT_LINK_FIELDS
 from syncd.domain.match import email_key
 from syncd.domain.models import (
     CrmRecord,
@@ -54,7 +55,14 @@ from syncd.domain.models import (
     sf_id_key,
     thaw,
 )
-from syncd.domain.plan import Plan, TaskSpec, parse_task_marker, reconcile, task_fields
+from syncd.domain.plan import (
+    Plan,
+    TaskSpec,
+    mirror_value,
+    parse_task_marker,
+    reconcile,
+    task_fields,
+)
 from syncd.domain.values import parse_datetime
 from syncd.runtime.pollers import EMAILS_KV
 from syncd.runtime.wiring import Runtime
@@ -94,9 +102,19 @@ def prospect_from(raw: Mapping[str, Any]) -> Prospect:
         user_id=user_id,
         fields={k: v for k, v in raw.items()},
         updated_at=updated,
-        crm_id=raw.get("salesforceId") or None,
+        crm_id=_native_link(raw),
         is_deleted=bool(raw.get("isDeleted")),
     )
+
+
+def _native_link(raw: Mapping[str, Any]) -> str | None:
+    """The CRM record Salesforce's own connector linked the prospect to, if any: a matching
+    hint only (syncd never writes these read-only fields; its own link lives in the store)."""
+    for name in PARDOT_LINK_FIELDS:
+        value = raw.get(name)
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    return None
 
 
 def record_from(raw: Mapping[str, Any], crm_type: CrmType | None = None) -> CrmRecord:
@@ -254,6 +272,7 @@ class Work:
     followup: Plan | None = None
     emails: list[SentEmail] = field(default_factory=list)
     created_id: str | None = None  # the Lead (or prospect) created for this work
+    created_new: bool = False  # created by this batch (not found again after a lost answer)
     created_record: CrmRecord | None = None
     pardot_updated_at: datetime | None = None
     error: errors.APIError | None = None
@@ -551,7 +570,7 @@ class Pipeline:
     ) -> list[CrmRecord]:
         if not values:
             return []
-        fields = ", ".join(self.rt.field_map.crm_select_fields(crm_type))
+        fields = ", ".join(self.rt.crm_select_fields(crm_type))
         out: list[CrmRecord] = []
         for chunk in chunked_in_lists(values, max_chars=SOQL_IN_BUDGET):
             soql = f"SELECT {fields} FROM {crm_type.value} WHERE {soql_in(where_field, chunk)}"
@@ -579,50 +598,61 @@ class Pipeline:
         return out
 
     def _select(self, crm_type: CrmType, where_field: str, values: list[str]) -> list[str]:
-        fields = ", ".join(self.rt.field_map.crm_select_fields(crm_type))
+        fields = ", ".join(self.rt.crm_select_fields(crm_type))
         return [
             f"SELECT {fields} FROM {crm_type.value} WHERE {soql_in(where_field, chunk)}"
             for chunk in chunked_in_lists(values, max_chars=SOQL_IN_BUDGET)
         ]
 
     async def _records_by_id_and_email(
-        self, ids: Iterable[str], emails: Iterable[str]
-    ) -> tuple[dict[str, CrmRecord], list[CrmRecord]]:
-        """`_records_by_id` and `_records_by_email` in one go: the queries of both ride in
-        composite calls of up to 5 (one API call each) instead of one call per query."""
+        self, ids: Iterable[str], emails: Iterable[str], mirrored: Iterable[int] = ()
+    ) -> tuple[dict[str, CrmRecord], list[CrmRecord], list[CrmRecord]]:
+        """`_records_by_id`, `_records_by_email` and the records whose mirror field names one of
+        `mirrored` (prospect ids) in one go: the queries ride in composite calls of up to 5
+        (one API call each) instead of one call per query."""
         by_type: dict[CrmType, list[str]] = {CrmType.LEAD: [], CrmType.CONTACT: []}
         for crm_id in ids:
             kind = crm_type_of_id(crm_id)
             if kind is not None and crm_id not in by_type[kind]:
                 by_type[kind].append(crm_id)
         wanted = sorted({e.strip() for e in emails if e and e.strip()})
-        jobs: list[tuple[CrmType, bool]] = []  # (type, by email) per query
+        mirror = self.rt.config.crm_link_field
+        named = sorted({str(pid) for pid in mirrored}) if mirror else []
+        jobs: list[tuple[CrmType, str]] = []  # (type, what the query looks up) per query
         soqls: list[str] = []
         for kind, values in by_type.items():
             for q in self._select(kind, "Id", values) if values else []:
-                jobs.append((kind, False))
+                jobs.append((kind, "id"))
                 soqls.append(q)
         for kind in (CrmType.CONTACT, CrmType.LEAD):
             for q in self._select(kind, "Email", wanted) if wanted else []:
-                jobs.append((kind, True))
+                jobs.append((kind, "email"))
+                soqls.append(q)
+            for q in self._select(kind, mirror, named) if mirror and named else []:
+                jobs.append((kind, "mirror"))
                 soqls.append(q)
         by_id: dict[str, CrmRecord] = {}
         candidates: list[CrmRecord] = []
+        mirrors: list[CrmRecord] = []
         results = await self.rt.salesforce.query_many(soqls) if soqls else []
-        for (kind, by_email), rows in zip(jobs, results, strict=True):
+        for (kind, what), rows in zip(jobs, results, strict=True):
             for raw in rows:
                 rec = _readable_record(raw, kind)
-                if by_email:
+                if what == "email":
                     candidates.append(rec)
+                elif what == "mirror":
+                    mirrors.append(rec)
                 else:
                     by_id[sf_id_key(rec.id)] = rec
-        return by_id, candidates
+        return by_id, candidates, mirrors
 
     @staticmethod
-    def _wanted_crm(works: list[Work]) -> tuple[list[str], list[str]]:
-        """CRM ids to read (links, prospects' CRM ids, CRM-only items) and emails to match."""
+    def _wanted_crm(works: list[Work]) -> tuple[list[str], list[str], list[int]]:
+        """CRM ids to read (links, prospects' CRM ids, CRM-only items), emails to match, and
+        the unlinked prospects whose link may be rebuilt from the mirror field."""
         ids: list[str] = []
         emails: list[str] = []
+        unlinked: list[int] = []
         for w in works:
             if not w.ok:
                 continue
@@ -631,21 +661,24 @@ class Pipeline:
             if w.prospect is not None:
                 if w.prospect.crm_id:
                     ids.append(w.prospect.crm_id)
+                if w.stored_link is None:
+                    unlinked.append(w.prospect.id)
                 # Only unlinked prospects match by email: a link is followed by id.
                 if w.prospect.email and (w.stored_link is None or w.stored_link.crm_deleted):
                     emails.append(w.prospect.email)
             if w.crm_id is not None:
                 ids.append(w.crm_id)
-        return ids, emails
+        return ids, emails, unlinked
 
     async def _load_crm(self, works: list[Work]) -> None:
-        """CRM records for the whole batch: by id, by email, and converted Leads' Contacts."""
-        ids, emails = self._wanted_crm(works)
+        """CRM records for the whole batch: by id, by email, by the link's mirror field, and
+        converted Leads' Contacts."""
+        ids, emails, unlinked = self._wanted_crm(works)
         try:
-            by_id, candidates = await self._records_by_id_and_email(ids, emails)
+            by_id, candidates, mirrors = await self._records_by_id_and_email(ids, emails, unlinked)
             converted = [
                 r.converted_contact_id
-                for r in [*by_id.values(), *candidates]
+                for r in [*by_id.values(), *candidates, *mirrors]
                 if r.is_converted and r.converted_contact_id
             ]
             contacts = await self._records_by_id(c for c in converted if sf_id_key(c) not in by_id)
@@ -665,11 +698,19 @@ class Pipeline:
         cand_ids = [r.id for r in candidates]
         async with self.rt.store.read() as tx:
             taken = await self.rt.store.links.by_crm_ids(tx, cand_ids) if cand_ids else {}
+        by_mirror: dict[int, list[CrmRecord]] = {}
+        mirror = self.rt.config.crm_link_field
+        for rec in mirrors:
+            pid = mirror_value(rec.fields.get(mirror or ""))
+            if pid is not None:
+                by_mirror.setdefault(pid, []).append(rec)
         for w in works:
             if not w.ok or w.plan is not None:
                 continue
             if w.prospect is not None:
-                w.inp = self._prospect_input(w, w.prospect, by_id, by_email, taken)
+                w.inp = self._prospect_input(
+                    w, w.prospect, by_id, by_email, taken, by_mirror.get(w.prospect.id, [])
+                )
             elif w.crm_id is not None and w.prospect_id is None:
                 record = by_id.get(sf_id_key(w.crm_id))
                 w.inp = ProspectInput(prospect=None, link=None, linked=None, crm_record=record)
@@ -681,13 +722,17 @@ class Pipeline:
         by_id: Mapping[str, CrmRecord],
         by_email: Mapping[str, list[CrmRecord]],
         taken_links: Mapping[str, list[StoredLink]],
+        mirrored: Sequence[CrmRecord] = (),
     ) -> ProspectInput:
         link = domain_link(w.stored_link) if w.stored_link is not None else None
         linked_id = link.crm_id if link is not None else prospect.crm_id
         linked = by_id.get(sf_id_key(linked_id)) if linked_id else None
         converted = None
-        if linked is not None and linked.is_converted and linked.converted_contact_id:
-            converted = by_id.get(sf_id_key(linked.converted_contact_id))
+        # The record the decision will follow: the link's, else (no link) a mirrored one first.
+        for rec in (linked,) if link is not None else (*mirrored, linked):
+            if rec is not None and rec.is_converted and rec.converted_contact_id:
+                converted = by_id.get(sf_id_key(rec.converted_contact_id))
+                break
         key = email_key(prospect.email)
         candidates = [c for c in (by_email.get(key, []) if key else []) if not c.is_converted]
         taken = frozenset(
@@ -703,6 +748,7 @@ class Pipeline:
             candidates=candidates,
             emails=tuple(w.emails),
             taken_crm_ids=taken,
+            mirrored=tuple(mirrored),
         )
 
     # -- decide -----------------------------------------------------------------------------
@@ -775,6 +821,7 @@ class Pipeline:
         for w, result in zip(group, results, strict=True):
             if result.success and result.id:
                 w.created_id = result.id
+                w.created_new = True
             elif result.retriable:
                 unknown.append(w)
             else:
@@ -891,7 +938,7 @@ class Pipeline:
                 base=thaw(plan.new_base or {}),
                 synced_at=self.rt.clock(),
             )
-            # Its next sync writes the link fields (salesforceId) to the new prospect.
+            # Its next sync merges with the record (and writes the link's mirror, if any).
             self._requeue_prospect(w, pid)
 
     def _requeue_prospect(self, w: Work, prospect_id: int) -> None:
@@ -934,6 +981,10 @@ class Pipeline:
         created and marked done with the Task id after. A pair found still pending was being
         created when an answer was lost or the process died: the record's Tasks are searched
         for the email's marker first, and the Task is created only if it is not there.
+
+        Exactly once must not depend on the store surviving (a lost file, a new database): a
+        pair the store knew nothing of is searched for too, in bulk for the batch, unless its
+        record was created by this very batch (a new Lead has no Tasks yet).
         """
         wanted: list[_TaskJob] = []
         for w in works:
@@ -945,6 +996,12 @@ class Pipeline:
         if not wanted:
             return
         todo, unsure = await self._reserve_tasks(wanted)
+        # New reservations whose record existed before this batch: the store may have lost what
+        # it knew (a Task made by an earlier store), so look for the marker before creating.
+        fresh = [j for j in todo if not (j.work.created_new and j.who == j.work.created_id)]
+        if fresh:
+            todo = [j for j in todo if j not in fresh]
+            unsure = [*unsure, *fresh]
         done: list[tuple[tuple[int, str], str]] = []
         if unsure:
             found, again = await self._find_tasks(unsure)

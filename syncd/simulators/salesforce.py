@@ -112,6 +112,29 @@ class FieldSpec:
         }
 
 
+def _custom_fields(spec: Mapping[str, Any]) -> dict[str, tuple[FieldSpec, ...]]:
+    """Seed `custom_fields`: `{"Lead": [{"name": "X__c", "type": "string", ...}]}`."""
+    out: dict[str, tuple[FieldSpec, ...]] = {}
+    for obj, fields in spec.items():
+        specs = []
+        for f in fields:
+            name = str(f["name"])
+            if not name.endswith("__c"):
+                raise ValueError(f"salesforce.custom_fields.{obj}: {name!r} must end in __c")
+            editable = bool(f.get("updateable", True))
+            specs.append(
+                FieldSpec(
+                    name,
+                    str(f.get("type", "string")),
+                    int(f.get("length", 255)),
+                    createable=editable,
+                    updateable=editable,
+                )
+            )
+        out[str(obj)] = tuple(specs)
+    return out
+
+
 def _label(name: str) -> str:
     base = name.removesuffix("__c").removeprefix("pi__")
     return re.sub(r"(?<=[a-z])(?=[A-Z])", " ", base).replace("_", " ").strip().title()
@@ -495,7 +518,9 @@ class SalesforceSimulator:
     """A seeded, in-memory Salesforce org served as an ASGI app (`app`).
 
     `seed` is the ``"salesforce"`` section of a seed file (see INTERFACES.md) plus the optional
-    keys ``tasks``, ``token_ttl_s``, ``faults``, ``drop_fields``, ``org_id`` and, under
+    keys ``tasks``, ``token_ttl_s``, ``faults``, ``drop_fields``, ``custom_fields`` (per object, a
+    list of ``{"name": "X__c", "type": "string", "length": 18, "updateable": true}``: an org's own
+    fields, such as the link's mirror `sync.crm_link_field`), ``org_id`` and, under
     ``oauth``, ``password``, ``refresh_token``, ``rotate_refresh_tokens``, ``jwt_public_key``.
     The direct state methods (`records`, `get`, `insert`, `modify`, `remove`, `convert_lead`)
     model what a CRM user does in the UI; they are not API calls and are not counted.
@@ -530,6 +555,7 @@ class SalesforceSimulator:
             obj: {f.lower() for f in names}
             for obj, names in (seed.get("drop_fields") or {}).items()
         }
+        self._custom = _custom_fields(seed.get("custom_fields") or {})
         self._build_schema()
         self.org_id = seed.get("org_id") or self.new_id("00D")
         oauth = dict(seed.get("oauth") or {})
@@ -558,6 +584,7 @@ class SalesforceSimulator:
         objects: dict[str, soql.ObjectInfo] = {}
         for name, (_, specs) in SCHEMA.items():
             dropped = self._dropped.get(name, set())
+            specs = (*specs, *self._custom.get(name, ()))
             live = {s.name.lower(): s for s in specs if s.name.lower() not in dropped}
             self.fields[name] = live
             objects[name.lower()] = soql.ObjectInfo(
@@ -565,9 +592,11 @@ class SalesforceSimulator:
                 {k: soql.FieldInfo(s.name, s.type, s.filterable) for k, s in live.items()},
             )
         self.soql_objects = objects
-        unknown = set(self._dropped) - set(SCHEMA)
+        unknown = (set(self._dropped) | set(self._custom)) - set(SCHEMA)
         if unknown:
-            raise ValueError(f"salesforce.drop_fields names unknown objects {sorted(unknown)}")
+            raise ValueError(
+                f"salesforce.drop_fields / custom_fields name unknown objects {sorted(unknown)}"
+            )
 
     # ids and time ----------------------------------------------------------------------------
     def new_id(self, prefix: str) -> str:
