@@ -17,8 +17,10 @@ Requests and headers
       405 code 60; a body that is not JSON: 400 code 150; an empty body: 400 code 152.
 
 Queries (`GET /api/v5/objects/{prospects|users|emails}`)
-    * `fields` is required (400 code 13 when missing, CHOICE of code); unknown names, in `fields`
-      or `orderBy`: 400 code 5 naming the field (CHOICE of code; the message is what matters).
+    * `fields` is required (400 code 13 when missing, CHOICE of code). An unknown name in
+      `fields` (queries, reads and writes alike): 400 code 51 `Invalid parameter: fields. It
+      contains an invalid or unknown field: X.` (wire-formats C.3a, recorded in
+      pardot/api-docs#235). An unknown name in `orderBy`: 400 code 5 (CHOICE of code).
     * `limit` default 200, at most 1000 (else 400 code 23). `orderBy` is one of the collection's
       sortable fields with an optional `ASC`/`DESC` (default `id ASC`); ties break by id in the
       same direction. `deleted=all|true|false` (default false; anything else: 400 code 27).
@@ -55,11 +57,29 @@ Prospect writes
     * `DELETE /prospects/{id}` moves it to the recycle bin (204). Reading a deleted prospect: 404
       code 192 with `Pardot-Warning: 201;Record In Recycle Bin`, unless `deleted=true|all` is
       sent; updating it: 400 code 219; deleting it again: 404 code 192.
-    * Read-only fields in a write body (id, createdAt, updatedAt, createdById, updatedById,
-      isDeleted, assignedToId, lastActivityAt, salesforceUrl, salesforceLastSync,
-      isEmailHardBounced, firstActivityAt, firstAssignedAt) or unknown fields: 400 code 180
-      naming them. `userId` together with `salesforceOwnerId`: 400 code 125 (the v3/v4 code for
-      `user_id` + `crm_owner_fid`). An unknown `userId`: 400 code 10.
+    * An id that names no record (read, update or delete, any collection): 404 code 109 `The
+      requested record was not found.` (wire-formats C.3a: recorded on DELETE; on GET and PATCH
+      UNCONFIRMED, CHOICE: the same answer). Older texts use 192 for a missing object; this
+      simulator keeps 192 for a record in the recycle bin (CHOICE), so clients meet both codes
+      and must treat both as "not found".
+    * A write body is checked as a whole before anything is written; one bad property refuses
+      the whole write:
+      - an unknown property: 400 code 154 `Invalid property in request: X` (wire-formats C.3a,
+        recorded in pardot/api-docs#235). It applies to create, PATCH, the upsert's top-level
+        properties and its `prospect` object.
+      - a read-only property (`PROSPECT_READ_ONLY`, the list of wire-formats C.3a: the fields
+        Salesforce's own connector sets, `salesforceId` included, the computed `grade` and the
+        system fields): 400 code 180 `One or more of the specified fields are invalid: X is
+        read-only` naming every read-only property sent. UNCONFIRMED: the real code for this case
+        is undocumented (154 or 180 are the likely ones); CHOICE: 180, "invalid fields for
+        create/update" in the official code list (C.6).
+      - `userId` together with `salesforceOwnerId` (C.3: "send either, not both"): 400 code 125
+        `Cannot accept both userId and salesforceOwnerId.` UNCONFIRMED: the v5 code; CHOICE:
+        125, the v3/v4 code for `user_id` + `crm_owner_fid`.
+      - an unknown `userId`: 400 code 10.
+    * Every write attempt is counted per field name (`written()`, `GET /__sim__/written`,
+      refused ones included), and an attempt carrying a read-only field is reported to
+      `syncd.simulators.written` (the test suite fails the run on one; see that module).
     * `salesforceOwnerId` (a Salesforce 005 User id) assigns the prospect to the Pardot user whose
       `salesforceId` matches; CHOICE, following RULES section 6: when no Pardot user matches, the
       value is stored and the prospect stays assigned to its current user.
@@ -72,7 +92,9 @@ Prospect writes
 Users, emails, limits
     * `GET /users` and `/users/{id}` (sortable by id, createdAt, updatedAt; filter `email`, ids,
       dates). `GET /emails` and `/emails/{id}`: one record per email sent to a prospect (sortable
-      by id and sentAt; filters ids, `sentAt*`, `prospectId`, `listEmailId`). For an incremental
+      by id and sentAt; filters ids, `sentAt*`, `prospectId`, `listEmailId`). `prospectId` may
+      be null (wire-formats C.3a; seeds may hold such rows) and `updatedAt` is readable (C.3a;
+      it defaults to `sentAt`; filtering by it is UNCONFIRMED, so refused). For an incremental
       email feed use `orderBy=id` with `idGreaterThan=<last id>` (ids only grow, and no two emails
       share one; `sentAtAfterOrEqualTo` bounds the first read).
     * At most `max_concurrency` (5) requests in flight; the next one is answered code 66 "You have
@@ -85,7 +107,9 @@ Users, emails, limits
     * Injected faults (`SimulatorMiddleware`): 500 answers the JSON body of code 183; 503 answers an
       HTML "Service Unavailable" page, as a load balancer in front of the API would (CHOICE).
     * Control routes (not counted, not faulted): `GET /__sim__/counters`, `POST
-      /__sim__/reset-counters`, `GET|POST /__sim__/faults` (read or change the injected faults).
+      /__sim__/reset-counters`, `GET|POST /__sim__/faults` (read or change the injected faults),
+      `GET /__sim__/written` (per object, the count of write attempts that carried each field;
+      reset-counters leaves it alone, so it covers the simulator's whole life).
 """
 
 from __future__ import annotations
@@ -104,6 +128,7 @@ from urllib.parse import urlencode
 
 from starlette.requests import Request
 
+from syncd.simulators import written
 from syncd.simulators._base import (
     SIM_PREFIX,
     ASGIApp,
@@ -118,6 +143,7 @@ from syncd.simulators._base import (
     SimulatorMiddleware,
     TokenRegistry,
     json_bytes,
+    route_of,
     update_faults,
     wall_clock,
 )
@@ -138,6 +164,8 @@ WARNING_CHAIN_CAP = (
     "203;Record count for nextPageToken sequence has been exceeded. No page token returned."
 )
 WARNING_RECYCLE_BIN = "201;Record In Recycle Bin"
+MSG_NOT_FOUND = "The requested record was not found."
+UPSERT_PROPERTIES = frozenset({"matchEmail", "prospect", "fields", "secondaryDeletedSearch"})
 
 _BU_ID = re.compile(r"^0Uv[a-zA-Z0-9]{12}(?:[a-zA-Z0-9]{3})?$")
 _EMAIL = re.compile(
@@ -168,6 +196,19 @@ PROSPECT_FIELDS: dict[str, Kind] = {
     "campaignId": "int",
     "salesforceCampaignId": "str",
     "prospectAccountId": "int",
+    "profileId": "int",
+    "lifecycleStageId": "int",
+    "recentInteraction": "str",
+    "convertedAt": "datetime",
+    "convertedFromObjectName": "str",
+    "convertedFromObjectType": "str",
+    "emailBouncedAt": "datetime",
+    "password": "str",
+    "campaignParameter": "str",
+    "contentParameter": "str",
+    "mediumParameter": "str",
+    "sourceParameter": "str",
+    "termParameter": "str",
     "userId": "int",
     "assignedToId": "int",
     "salesforceId": "str",
@@ -196,8 +237,34 @@ PROSPECT_FIELDS: dict[str, Kind] = {
     "createdById": "int",
     "updatedById": "int",
 }
+# Read-only prospect fields (wire-formats C.3a, from the `#read-only-fields` tables of the v5
+# prospect reference): a write carrying one is refused whole. `salesforceId` is absent from that
+# table (UNCONFIRMED; one third-party destination writes it), but it is the native connector's
+# link, so this simulator refuses it like the other connector-owned fields (CHOICE).
 PROSPECT_READ_ONLY = frozenset(
     {
+        # set by Salesforce's own connector
+        "salesforceId",
+        "salesforceLeadId",
+        "salesforceContactId",
+        "salesforceAccountId",
+        "salesforceUrl",
+        "salesforceLastSync",
+        "salesforceCampaignId",
+        # computed
+        "grade",
+        "doNotSell",
+        "lifecycleStageId",
+        "recentInteraction",
+        "convertedAt",
+        "emailBouncedAt",
+        "password",
+        "campaignParameter",
+        "contentParameter",
+        "mediumParameter",
+        "sourceParameter",
+        "termParameter",
+        # system
         "id",
         "createdAt",
         "updatedAt",
@@ -206,11 +273,9 @@ PROSPECT_READ_ONLY = frozenset(
         "isDeleted",
         "assignedToId",
         "lastActivityAt",
-        "salesforceUrl",
-        "salesforceLastSync",
-        "isEmailHardBounced",
         "firstActivityAt",
         "firstAssignedAt",
+        "isEmailHardBounced",
     }
 )
 USER_FIELDS: dict[str, Kind] = {
@@ -243,6 +308,7 @@ EMAIL_FIELDS: dict[str, Kind] = {
     "isOperational": "bool",
     "clientType": "str",
     "createdById": "int",
+    "updatedAt": "datetime",
 }
 
 
@@ -517,6 +583,7 @@ class PardotSimulator:
         self.base_url = base_url.rstrip("/")
         self.tokens = tokens if tokens is not None else TokenRegistry(clock)
         self.counters = Counters()
+        self._written = written.WrittenCounter()
         self.business_unit_id: str = str(seed.get("business_unit_id") or DEFAULT_BUSINESS_UNIT_ID)
         self.daily_api_limit: int = int(seed.get("daily_api_limit", 25_000))
         self.max_concurrency: int = int(seed.get("max_concurrency", 5))
@@ -568,13 +635,15 @@ class PardotSimulator:
         emails = []
         for i, raw in enumerate(seed.get("emails") or []):
             row = self._seed_row(EMAILS, raw, i, now)
-            if row.get("prospectId") not in self.prospects_table.rows:
+            pid = row.get("prospectId")
+            if pid is not None and pid not in self.prospects_table.rows:
                 raise ValueError(
                     f"pardot seed: email #{i} (id {row['id']}): prospectId "
-                    f"{row.get('prospectId')} is not a seeded prospect"
+                    f"{pid} is not a seeded prospect (null is allowed: a send with no prospect)"
                 )
             if row.get("sentAt") is None:
                 row["sentAt"] = now
+            row["updatedAt"] = row.get("updatedAt") or row["sentAt"]
             emails.append(row)
         self.emails_table.load(_unique(emails, "email"))
 
@@ -697,14 +766,16 @@ class PardotSimulator:
             self.prospects_table.update(prospect_id, changes)
 
     def add_email(self, fields: dict[str, Any]) -> int:
-        """Record a sent email (prospectId, subject, sentAt; sentAt defaults to now)."""
+        """Record a sent email (prospectId, None allowed; subject; sentAt, default now)."""
         with self._lock:
             now = _epoch(self.clock())
             row = self._seed_row(EMAILS, fields, len(self.emails_table.rows), now)
-            if row.get("prospectId") not in self.prospects_table.rows:
-                raise ValueError(f"email: prospectId {row.get('prospectId')} is not a prospect")
+            pid = row.get("prospectId")
+            if pid is not None and pid not in self.prospects_table.rows:
+                raise ValueError(f"email: prospectId {pid} is not a prospect")
             if row.get("sentAt") is None:
                 row["sentAt"] = now
+            row["updatedAt"] = row.get("updatedAt") or row["sentAt"]
             if row["id"] == 0:
                 row["id"] = self.emails_table.next_id
             self.emails_table.insert(row)
@@ -770,6 +841,8 @@ class PardotSimulator:
         if path == f"{SIM_PREFIX}/reset-counters" and request.method == "POST":
             self.counters.reset()
             return _Answer(200, {"ok": True})
+        if path == f"{SIM_PREFIX}/written" and request.method == "GET":
+            return _Answer(200, self.written())
         raise ApiError(404, 198, "Endpoint not found")
 
     def _authenticate(self, request: Request) -> int | None:
@@ -802,6 +875,7 @@ class PardotSimulator:
         path = request.url.path
         if not path.startswith(API_PREFIX):
             raise ApiError(404, 198, "Endpoint not found")
+        self._note_write(request.method, path, body)
         actor = self._authenticate(request)
         self._charge_call()
         parts = path[len(API_PREFIX) :].strip("/").split("/")
@@ -809,6 +883,34 @@ class PardotSimulator:
         if request.headers.get("x-return-api-usage") == "1":
             answer.headers.append(("x-api-usage", str(self.api_usage)))
         return answer
+
+    def written(self) -> dict[str, dict[str, int]]:
+        """Per object, how many write attempts carried each field (refused ones included)."""
+        return self._written.snapshot()
+
+    def _note_write(self, method: str, path: str, body: bytes) -> None:
+        """Count the prospect fields a write carried, before any check (refused writes count)."""
+        parts = path[len(API_PREFIX) :].strip("/").split("/")
+        if parts[0] != "prospects" or method not in ("POST", "PATCH"):
+            return
+        try:
+            data = json.loads(body) if body.strip() else None
+        except ValueError:
+            return
+        if not isinstance(data, dict):
+            return
+        if parts[1:] == ["do", "upsertLatestByEmail"]:
+            data = data.get("prospect")
+            if not isinstance(data, dict):
+                return
+        elif not (len(parts) == 1 and method == "POST") and not (
+            len(parts) == 2 and method == "PATCH"
+        ):
+            return
+        self._written.note("Prospect", data)
+        read_only = [name for name in data if name in PROSPECT_READ_ONLY]
+        if read_only:
+            written.report_read_only("pardot", "Prospect", read_only, f"{method} {route_of(path)}")
 
     def _route(self, request: Request, parts: list[str], body: bytes, actor: int | None) -> _Answer:
         method = request.method
@@ -852,7 +954,9 @@ class PardotSimulator:
         for name in names:
             if spec.kind(name) is None:
                 raise ApiError(
-                    400, 5, f"Invalid query parameters: unknown field name {name!r} in fields"
+                    400,
+                    51,
+                    f"Invalid parameter: fields. It contains an invalid or unknown field: {name}.",
                 )
         return names
 
@@ -1011,7 +1115,7 @@ class PardotSimulator:
         deleted = request.query_params.get("deleted", "false").lower()
         row = table.rows.get(row_id)
         if row is None:
-            raise ApiError(404, 192, "Object specified does not exist")
+            raise ApiError(404, 109, MSG_NOT_FOUND)
         if spec.has_deleted and row["isDeleted"] and deleted not in ("true", "all"):
             raise ApiError(
                 404,
@@ -1025,20 +1129,19 @@ class PardotSimulator:
 
     def _write_values(self, data: dict[str, Any], current: dict[str, Any] | None) -> dict[str, Any]:
         """Validated internal values for a prospect create/update body (or ApiError)."""
-        bad = sorted(k for k in data if PROSPECTS.kind(k) is None)
-        if bad:
-            raise ApiError(
-                400,
-                180,
-                f"One or more of the specified fields are invalid: unknown {', '.join(bad)}",
-            )
+        unknown = next((k for k in data if PROSPECTS.kind(k) is None), None)
+        if unknown is not None:
+            raise ApiError(400, 154, f"Invalid property in request: {unknown}")
         read_only = sorted(k for k in data if k in PROSPECT_READ_ONLY)
         if read_only:
+            # UNCONFIRMED code (see the module docstring): 180.
             raise ApiError(
                 400,
                 180,
-                "One or more of the specified fields are invalid: read-only "
-                + ", ".join(read_only),
+                "One or more of the specified fields are invalid: "
+                + ", ".join(read_only)
+                + (" is" if len(read_only) == 1 else " are")
+                + " read-only",
             )
         if "userId" in data and "salesforceOwnerId" in data:
             raise ApiError(400, 125, "Cannot accept both userId and salesforceOwnerId.")
@@ -1115,7 +1218,7 @@ class PardotSimulator:
         fields = self._fields(PROSPECTS, request.query_params.get("fields"), required=False)
         row = self.prospects_table.rows.get(row_id)
         if row is None:
-            raise ApiError(404, 192, "Object specified does not exist")
+            raise ApiError(404, 109, MSG_NOT_FOUND)
         if row["isDeleted"]:
             raise ApiError(
                 400, 219, "Deleted records can't be updated. Please undelete before updating."
@@ -1127,12 +1230,17 @@ class PardotSimulator:
 
     def _delete(self, row_id: int, actor: int | None) -> _Answer:
         row = self.prospects_table.rows.get(row_id)
-        if row is None or row["isDeleted"]:
+        if row is None:
+            raise ApiError(404, 109, MSG_NOT_FOUND)
+        if row["isDeleted"]:
             raise ApiError(404, 192, "Object specified does not exist")
         self._apply_update(row, {"isDeleted": True}, actor)
         return _Answer(204)
 
     def _upsert(self, request: Request, data: dict[str, Any], actor: int | None) -> _Answer:
+        unknown = next((k for k in data if k not in UPSERT_PROPERTIES), None)
+        if unknown is not None:
+            raise ApiError(400, 154, f"Invalid property in request: {unknown}")
         match_email = data.get("matchEmail")
         prospect = data.get("prospect")
         if not isinstance(match_email, str) or not match_email:

@@ -11,6 +11,18 @@ real server:
 * Timestamps are whole seconds, so several records share one SystemModstamp; poll with ``>=``.
 * A query cursor holds a snapshot; at most 10 are open per user (the oldest is released) and
   each expires after 15 minutes unused (``INVALID_QUERY_LOCATOR``).
+* ``POST /composite`` takes at most 25 subrequests, of which at most 5 may be queries
+  (``query``/``queryAll``) or sObject Collections (``composite/sobjects``) (wire-formats C.3a,
+  from the ``resources_composite_composite_post`` reference). More is refused whole, before any
+  subrequest runs: 400 ``[{"errorCode": "INVALID_BATCH_REQUEST", "message": ...}]``.
+  UNCONFIRMED: the status and errorCode of both refusals; CHOICE: a strict 400 with that code.
+* ``sobjects/X/updated`` refuses a range holding more than 600,000 ids (wire-formats B.7):
+  400 ``EXCEEDED_ID_LIMIT`` (UNCONFIRMED: the status and message; CHOICE: 400). The cap is the
+  seed key ``updated_id_limit`` (and the constructor argument of the same name), so a test can
+  show it with a small number.
+* Every write attempt is counted per sObject and field name (``written()``, ``GET
+  /__sim__/written``): single-record creates and updates, each collection item, and composite
+  subrequests (which run the same handlers), refused ones included.
 """
 
 from __future__ import annotations
@@ -32,7 +44,7 @@ from urllib.parse import parse_qsl
 
 import jwt
 
-from syncd.simulators import soql
+from syncd.simulators import soql, written
 from syncd.simulators._base import (
     SIM_PREFIX,
     ASGIApp,
@@ -54,6 +66,8 @@ from syncd.simulators._base import (
 BATCH_SIZE = 2000
 MAX_COLLECTION = 200
 MAX_COMPOSITE = 25
+MAX_COMPOSITE_QUERIES_AND_COLLECTIONS = 5
+UPDATED_ID_LIMIT = 600_000
 MAX_URI_BYTES = 16_384
 CURSORS_PER_USER = 10
 CURSOR_IDLE = timedelta(minutes=15)
@@ -408,6 +422,7 @@ class _Table:
         self.by_email: dict[str, set[str]] = {}
         self.stamps: list[tuple[datetime, str]] = []
         self.by15: dict[str, str] = {}  # 15-char key -> stored id (live and deleted)
+        self.reads = 0  # records handed to SOQL (`get`): what a query examined
 
     def resolve(self, raw: str) -> str | None:
         """The stored id that a 15- or 18-character id names (live or deleted), or None."""
@@ -419,6 +434,7 @@ class _Table:
         return self.rows.keys()
 
     def get(self, record_id: str) -> Mapping[str, Any] | None:
+        self.reads += 1
         return self.rows.get(record_id)
 
     def lookup(self, field_name: str, values: Iterable[Any]) -> set[str] | None:
@@ -495,7 +511,8 @@ class SalesforceSimulator:
     """A seeded, in-memory Salesforce org served as an ASGI app (`app`).
 
     `seed` is the ``"salesforce"`` section of a seed file (see INTERFACES.md) plus the optional
-    keys ``tasks``, ``token_ttl_s``, ``faults``, ``drop_fields``, ``org_id`` and, under
+    keys ``tasks``, ``token_ttl_s``, ``faults``, ``drop_fields``, ``org_id``,
+    ``updated_id_limit`` and, under
     ``oauth``, ``password``, ``refresh_token``, ``rotate_refresh_tokens``, ``jwt_public_key``.
     The direct state methods (`records`, `get`, `insert`, `modify`, `remove`, `convert_lead`)
     model what a CRM user does in the UI; they are not API calls and are not counted.
@@ -509,10 +526,17 @@ class SalesforceSimulator:
         faults: Faults | None = None,
         clock: Clock = wall_clock,
         base_url: str = "http://127.0.0.1:8401",
+        updated_id_limit: int | None = None,
     ) -> None:
         seed = dict(seed or {})
         self.clock = clock
         self.base_url = base_url
+        self.updated_id_limit = int(
+            updated_id_limit
+            if updated_id_limit is not None
+            else seed.get("updated_id_limit", UPDATED_ID_LIMIT)
+        )
+        self._written = written.WrittenCounter()
         self.tokens = tokens if tokens is not None else TokenRegistry(clock)
         if seed.get("token_ttl_s") is not None:
             self.tokens.ttl_s = float(seed["token_ttl_s"])
@@ -1214,7 +1238,26 @@ class SalesforceSimulator:
             self.counters.reset()
             self.api_usage = 0
             return _Response(200, {"ok": True})
+        if path == f"{SIM_PREFIX}/written" and method == "GET":
+            return _Response(200, self.written())
         return _Response(404, _not_found().body())
+
+    def written(self) -> dict[str, dict[str, int]]:
+        """Per sObject, how many write attempts carried each field (refused ones included)."""
+        return self._written.snapshot()
+
+    def _note_write(self, sobject: str, body: Any, *, address: bool = False) -> None:
+        """Count the fields a write body carried (`address`: its Id names the record)."""
+        if not isinstance(body, dict):
+            return
+        self._written.note(
+            sobject,
+            (
+                k
+                for k in body
+                if k != "attributes" and not (address and isinstance(k, str) and k.lower() == "id")
+            ),
+        )
 
     # OAuth -----------------------------------------------------------------------------------
     def _token(self, body: bytes, headers: Mapping[str, str]) -> _Response:
@@ -1616,6 +1659,7 @@ class SalesforceSimulator:
         )
 
     def _create_one(self, req: _Request, sobject: str) -> _Response:
+        self._note_write(sobject, req.body)
         rid = self._create(sobject, req.body, self._save_ctx(req), version=req.version)
         return _Response(
             201,
@@ -1632,6 +1676,7 @@ class SalesforceSimulator:
                 {"Last-Modified": format_datetime(rec["LastModifiedDate"], usegmt=True)},
             )
         if req.method == "PATCH":
+            self._note_write(sobject, req.body)
             self._update(sobject, record_id, req.body, self._save_ctx(req))
             return _Response(204)
         if req.method == "DELETE":
@@ -1716,6 +1761,13 @@ class SalesforceSimulator:
         table = self.tables[sobject]
         if kind == "updated":
             ids = table.range("SystemModstamp", start, True, end, False) or []
+            if len(ids) > self.updated_id_limit:
+                # UNCONFIRMED: the status and message (module docstring).
+                raise _err(
+                    "EXCEEDED_ID_LIMIT",
+                    f"The range holds {len(ids)} updated records, more than"
+                    f" {self.updated_id_limit}; ask for a shorter range",
+                )
             return _Response(200, {"ids": ids, "latestDateCovered": sf_datetime(end)})
         gone = sorted(
             ((rid, when) for rid, (_, when) in table.deleted.items() if start <= when < end),
@@ -1806,6 +1858,9 @@ class SalesforceSimulator:
             raise _err("JSON_PARSER_ERROR", "Each record must be a JSON object")
         attrs = item.get("attributes")
         type_name = attrs.get("type") if isinstance(attrs, dict) else None
+        self._note_write(
+            self._known_name(str(type_name or "?")), item, address=req.method == "PATCH"
+        )
         if not type_name:
             # UNCONFIRMED: the exact wording; the real server rejects records without a type.
             raise _err("INVALID_TYPE", "Must specify a type in the attributes map of a sObject", [])
@@ -1834,6 +1889,11 @@ class SalesforceSimulator:
             raise _err("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", [])
         return stored
 
+    @staticmethod
+    def _known_name(name: str) -> str:
+        """The schema's spelling of an sObject name, or the name as sent."""
+        return next((known for known in SCHEMA if known.lower() == name.lower()), name)
+
     def _sobject_name_or_type_error(self, name: str) -> str:
         try:
             return self._sobject_name(name)
@@ -1850,10 +1910,19 @@ class SalesforceSimulator:
             )
         subs: list[Any] = body["compositeRequest"]
         if len(subs) > MAX_COMPOSITE:
-            # UNCONFIRMED: the errorCode for too many subrequests.
+            # UNCONFIRMED: the errorCode for too many subrequests (module docstring).
             raise _err(
                 "INVALID_BATCH_REQUEST",
                 f"Received invalid composite request: at most {MAX_COMPOSITE} subrequests",
+            )
+        heavy = sum(1 for sub in subs if _is_query_or_collection(sub))
+        if heavy > MAX_COMPOSITE_QUERIES_AND_COLLECTIONS:
+            # UNCONFIRMED: the status and errorCode (module docstring).
+            raise _err(
+                "INVALID_BATCH_REQUEST",
+                "Received invalid composite request: at most"
+                f" {MAX_COMPOSITE_QUERIES_AND_COLLECTIONS} subrequests may be queries or sObject"
+                f" Collections; got {heavy}",
             )
         all_or_none = bool(body.get("allOrNone", False))
         results: dict[str, Any] = {}
@@ -1980,6 +2049,17 @@ class _OAuthError(Exception):
 
 def _oauth_error(error: str, description: str) -> _Response:
     return _Response(400, {"error": error, "error_description": description})
+
+
+def _is_query_or_collection(sub: Any) -> bool:
+    """A composite subrequest that counts against the limit of 5: a query or a collection."""
+    if not isinstance(sub, dict):
+        return False
+    path = str(sub.get("url", "")).split("?")[0]
+    segments = path[len("/services/data/") :].strip("/").split("/")[1:]
+    return bool(segments) and (
+        segments[0] in ("query", "queryAll") or segments[:2] == ["composite", "sobjects"]
+    )
 
 
 def _halted(ref: str) -> dict[str, Any]:
