@@ -80,6 +80,9 @@ Prospect writes
     * Every write attempt is counted per field name (`written()`, `GET /__sim__/written`,
       refused ones included), and an attempt carrying a read-only field is reported to
       `syncd.simulators.written` (the test suite fails the run on one; see that module).
+    * Custom fields (`xxx__c`) are readable (wire-formats C.3a, recorded) and writable here.
+      UNCONFIRMED: whether v5 writes them (pardot/api-docs#235 saw a create refused with code
+      154); CHOICE: accepted, so a configured custom-field mapping can be exercised.
     * `salesforceOwnerId` (a Salesforce 005 User id) assigns the prospect to the Pardot user whose
       `salesforceId` matches; CHOICE, following RULES section 6: when no Pardot user matches, the
       value is stored and the prospect stays assigned to its current user.
