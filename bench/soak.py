@@ -73,6 +73,7 @@ from syncd.domain.plan import Plan, parse_task_marker, reconcile
 from syncd.domain.values import canonical, is_blank
 from syncd.runtime.pipeline import domain_link, prospect_from, record_from
 from syncd.simulators.generate import generate_seed
+from syncd.simulators.pardot import PROSPECT_READ_ONLY
 from syncd.store.models import Link as StoredLink
 from syncd.store.models import QueueItem
 
@@ -875,8 +876,8 @@ class Checker:
             if marker is not None:
                 by_marker[marker].append(t)
         for email in self.final.emails:
-            email_id, prospect_id = int(email["id"]), int(email["prospectId"])
-            link = self.final.links.get(prospect_id)
+            email_id, prospect_id = int(email["id"]), email["prospectId"]
+            link = None if prospect_id is None else self.final.links.get(int(prospect_id))
             logged = by_marker.get(email_id, [])
             if link is None:
                 self.tasks_once.check(not logged, f"email {email_id}: Task of an unsynced prospect")
@@ -902,6 +903,24 @@ def check(seed: Mapping[str, Any], apis: Apis, url: str, report: SoakReport) -> 
         if r.type is CrmType.LEAD and rid not in {x["Id"][:15] for x in seed["salesforce"]["leads"]}
     )
     report.invariants = Checker(seed, final).run()
+    written = apis.http.get(f"{apis.pd_url}/__sim__/written")
+    written.raise_for_status()
+    report.invariants.append(no_read_only_writes(written.json()))
+
+
+def no_read_only_writes(written: Mapping[str, Mapping[str, int]]) -> Invariant:
+    """No write to Pardot carried a read-only prospect field (wire-formats C.3a, issue 11).
+
+    `written` is the Pardot simulator's `GET /__sim__/written`: per object, how many write
+    attempts carried each field, refused ones included, over the simulator's whole life.
+    """
+    inv = Invariant("no_read_only_pardot_writes")
+    for name, n in sorted(written.get("Prospect", {}).items()):
+        inv.check(
+            name not in PROSPECT_READ_ONLY,
+            f"Prospect.{name}: sent in {n} writes; read-only in Pardot API v5",
+        )
+    return inv
 
 
 def run_soak(cfg: SoakConfig) -> list[SoakReport]:

@@ -29,6 +29,7 @@ INVARIANTS = {
     "fields",
     "nothing_lost",
     "errors_permanent",
+    "no_read_only_pardot_writes",
 }
 
 
