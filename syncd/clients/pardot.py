@@ -500,7 +500,7 @@ class PardotClient:
         params: Mapping[str, Any] | None,
         body: Any,
         token: str,
-    ) -> tuple[httpx.Response, errors.APIError | None]:
+    ) -> tuple[httpx.Response, errors.APIError | errors.BudgetExhaustedError | None]:
         headers = {
             "Authorization": f"Bearer {token}",
             "Pardot-Business-Unit-Id": self._business_unit_id,
@@ -537,7 +537,7 @@ class _StaleToken(errors.AuthError):
     """A 401 / code 184: the token may be renewed once before this becomes an `AuthError`."""
 
 
-def _classify(response: httpx.Response) -> errors.APIError | None:
+def _classify(response: httpx.Response) -> errors.APIError | errors.BudgetExhaustedError | None:
     """The error an answer carries (None for 2xx); never raises."""
     status = response.status_code
     if status < 300:
@@ -558,7 +558,9 @@ def _classify(response: httpx.Response) -> errors.APIError | None:
     return _error_for(status, code, message)
 
 
-def _error_for(status: int, code: int | None, message: str) -> errors.APIError:
+def _error_for(
+    status: int, code: int | None, message: str
+) -> errors.APIError | errors.BudgetExhaustedError:
     kw: dict[str, Any] = {
         "system": SYSTEM,
         "status": status,
@@ -593,7 +595,7 @@ _CONFIG_HINTS = {
 }
 
 
-def _outcome(error: errors.APIError | None) -> str:
+def _outcome(error: errors.APIError | errors.BudgetExhaustedError | None) -> str:
     if error is None:
         return "ok"
     if isinstance(error, errors.BudgetExhaustedError):
