@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from syncd import __version__, logs
-from syncd.errors import APIError, AuthError, ConfigError, StoreError
+from syncd.errors import APIError, AuthError, BudgetExhaustedError, ConfigError, StoreError
 from syncd.settings import Settings, load_settings
 
 # command -> (module under syncd.commands, needs settings, help line)
@@ -111,6 +111,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Refused credentials are a configuration problem: the message names the settings.
         print(f"syncd {args.command}: login refused: {logs.redact(str(exc))}", file=sys.stderr)
         return 2
+    except BudgetExhaustedError as exc:
+        print(
+            f"syncd {args.command}: {exc.system} API budget spent (nothing was lost; run again "
+            f"later): {logs.redact(str(exc))}",
+            file=sys.stderr,
+        )
+        return 3
     except APIError as exc:
         print(
             f"syncd {args.command}: {exc.system} API error (nothing was lost; run again "

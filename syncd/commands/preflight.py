@@ -44,7 +44,7 @@ async def run(args: argparse.Namespace, settings: Settings, **runtime_options: A
         rt = await build_runtime(settings, **runtime_options)
         try:
             report = await build_report(rt, limit=limit)
-        except errors.APIError as exc:
+        except (errors.APIError, errors.BudgetExhaustedError) as exc:
             sys.stderr.write(
                 f"syncd preflight: could not read {exc.system}: {exc.code} "
                 f"{logs.redact(exc.message)}\n"

@@ -18,8 +18,11 @@ One call of `Pipeline.run_batch()`:
 
 Per item: success -> complete; `RetriableAPIError` -> retry later with `domain.retry` backoff;
 `PermanentAPIError` (also per-record collection errors) -> the sync error queue with code and
-message; `BudgetExhaustedError` -> the batch is released and the side pauses. A plan that
-changes nothing writes nothing, so reprocessing an item is harmless.
+message. `BudgetExhaustedError` is not an `APIError`, so no `except APIError` here swallows it:
+raised while loading, it leaves `process` and the caller releases the batch; raised while
+applying, `process` settles the batch with every unfinished item given back without using an
+attempt (what was done stays done: a created Lead stays linked), then raises it so the side
+pauses. A plan that changes nothing writes nothing, so reprocessing an item is harmless.
 """
 
 from __future__ import annotations
@@ -276,6 +279,7 @@ class Work:
     created_record: CrmRecord | None = None
     pardot_updated_at: datetime | None = None
     error: errors.APIError | None = None
+    paused: errors.BudgetExhaustedError | None = None  # unfinished: a side's budget ran out
     link_to_store: StoredLink | None = None
     audit: list[AuditLine] = field(default_factory=list)
     emails_logged: set[int] = field(default_factory=set)
@@ -284,11 +288,16 @@ class Work:
 
     @property
     def ok(self) -> bool:
-        return self.error is None
+        return self.error is None and self.paused is None
 
     def fail(self, exc: errors.APIError) -> None:
-        if self.error is None:
+        if self.ok:
             self.error = exc
+
+    def pause(self, signal: errors.BudgetExhaustedError) -> None:
+        """Stop here: the items go back to the queue without using an attempt."""
+        if self.ok:
+            self.paused = signal
 
 
 @dataclass(eq=False)
@@ -383,8 +392,16 @@ class Pipeline:
                 if w.plan is not None:
                     self.stats.plans.append(w.plan)
             return works
-        await self._apply(works, directory)
+        try:
+            await self._apply(works, directory)
+        except errors.BudgetExhaustedError as signal:
+            # A side's budget ran out mid-apply: what is done stays done, the rest waits.
+            for w in works:
+                w.pause(signal)
         await self._settle(works)
+        paused = next((w.paused for w in works if w.paused is not None), None)
+        if paused is not None:
+            raise paused
         return works
 
     async def plan_only(self, items: Sequence[QueueItem]) -> list[Plan]:
@@ -538,8 +555,6 @@ class Pipeline:
                 w.raw_prospect = await self.rt.pardot.get_prospect(
                     w.prospect_id, self._pardot_fields
                 )
-            except errors.BudgetExhaustedError:
-                raise
             except errors.APIError as exc:
                 w.fail(exc)
 
@@ -552,8 +567,6 @@ class Pipeline:
                 rows = await self.rt.pardot.prospects_in_id_range(
                     min(ids), max(ids), self._pardot_fields
                 )
-            except errors.BudgetExhaustedError:
-                raise
             except errors.APIError as exc:
                 for w in group:
                     w.fail(exc)
@@ -682,8 +695,6 @@ class Pipeline:
                 if r.is_converted and r.converted_contact_id
             ]
             contacts = await self._records_by_id(c for c in converted if sf_id_key(c) not in by_id)
-        except errors.BudgetExhaustedError:
-            raise
         except errors.APIError as exc:
             for w in works:
                 w.fail(exc)
@@ -805,8 +816,6 @@ class Pipeline:
             results = await self.rt.salesforce.create_many(
                 "Lead", bodies, all_or_none=False, auto_assign=auto_assign
             )
-        except errors.BudgetExhaustedError:
-            raise
         except errors.RetriableAPIError as exc:
             # The whole request failed in a way that may have been applied: treat every record
             # as unknown and re-match, never resend blindly.
@@ -822,6 +831,8 @@ class Pipeline:
             if result.success and result.id:
                 w.created_id = result.id
                 w.created_new = True
+            elif result.budget is not None:
+                w.pause(result.budget)  # its chunk was refused unprocessed: nothing was created
             elif result.retriable:
                 unknown.append(w)
             else:
@@ -833,7 +844,9 @@ class Pipeline:
         """Read the new Leads back (owner chosen by a rule, system fields) and plan the rest."""
         try:
             records = await self._records_by_id(w.created_id for w in created if w.created_id)
-        except errors.APIError as exc:
+        except (errors.APIError, errors.BudgetExhaustedError) as exc:
+            # Not read back: the Leads are still linked below (a spent budget pauses at the
+            # next call).
             records = {}
             log.warning("created_leads_not_read_back", code=exc.code)
         now = self.rt.clock()
@@ -920,8 +933,6 @@ class Pipeline:
                     self._requeue_prospect(w, pid)
                     continue
                 created = await self.rt.pardot.create_prospect(data, ["id", "updatedAt"])
-            except errors.BudgetExhaustedError:
-                raise
             except errors.APIError as exc:
                 w.fail(exc)
                 continue
@@ -962,8 +973,6 @@ class Pipeline:
                 results = await self.rt.salesforce.update_many(
                     kind.value, [body for _, body in batch], all_or_none=False
                 )
-            except errors.BudgetExhaustedError:
-                raise
             except errors.APIError as exc:
                 for w, _ in batch:
                     w.fail(exc)
@@ -971,6 +980,8 @@ class Pipeline:
             for (w, body), result in zip(batch, results, strict=True):
                 if result.success:
                     self.stats.crm_fields += len(body) - 1
+                elif result.budget is not None:
+                    w.pause(result.budget)
                 else:
                     w.fail(_result_error(result))
 
@@ -1002,15 +1013,22 @@ class Pipeline:
         if fresh:
             todo = [j for j in todo if j not in fresh]
             unsure = [*unsure, *fresh]
+        held = [j.key for j in [*todo, *unsure]]
         done: list[tuple[tuple[int, str], str]] = []
-        if unsure:
-            found, again = await self._find_tasks(unsure)
-            done.extend(found)
-            todo.extend(again)
         released: list[tuple[int, str]] = []
-        if todo:
-            created, released = await self._send_tasks(todo, directory)
-            done.extend(created)
+        try:
+            if unsure:
+                found, again = await self._find_tasks(unsure)
+                done.extend(found)
+                todo.extend(again)
+            if todo:
+                created, released = await self._send_tasks(todo, directory)
+                done.extend(created)
+        except errors.BudgetExhaustedError:
+            # Paused with the outcome of these pairs unknown: let them go, so the next attempt
+            # (by any worker) searches for their Tasks by marker before creating any.
+            await self._let_go(held)
+            raise
         if done or released:
             async with self.rt.store.transaction() as tx:
                 if done:
@@ -1111,8 +1129,6 @@ class Pipeline:
             bodies.append(body)
         try:
             results = await self.rt.salesforce.create_many("Task", bodies, all_or_none=False)
-        except errors.BudgetExhaustedError:
-            raise
         except errors.APIError as exc:
             # Outcome unknown: the reservations stay pending and are let go, so the next
             # attempt (by any worker) searches for the Tasks before creating them.
@@ -1128,6 +1144,9 @@ class Pipeline:
                 done.append((job.key, result.id))
                 job.work.emails_logged.add(job.spec.email_id)
                 self.stats.tasks += 1
+            elif result.budget is not None:
+                released.append(job.key)  # refused unprocessed: certainly not created
+                job.work.pause(result.budget)
             else:
                 if result.retriable:
                     unknown.append(job.key)  # this chunk's answer was lost
@@ -1172,8 +1191,8 @@ class Pipeline:
                 answer = await self.rt.pardot.update_prospect(
                     w.prospect_id, data, ("id", "updatedAt")
                 )
-            except errors.BudgetExhaustedError as exc:
-                w.fail(exc)
+            except errors.BudgetExhaustedError as signal:
+                w.pause(signal)  # the other updates in flight finish; this one waits
                 return
             except errors.APIError as exc:
                 w.fail(exc)
@@ -1193,9 +1212,9 @@ class Pipeline:
                 jobs.append(one(w, data))
         if jobs:
             await asyncio.gather(*jobs)
-        budget = [w.error for w in works if isinstance(w.error, errors.BudgetExhaustedError)]
-        if budget:
-            log.warning("pardot_budget_exhausted_mid_batch", items=len(budget))
+        paused = [w for w in works if w.paused is not None]
+        if paused:
+            log.warning("pardot_budget_exhausted_mid_batch", items=len(paused))
 
     # -- settle -----------------------------------------------------------------------------
 
@@ -1321,6 +1340,8 @@ class Pipeline:
         return lines
 
     def _count(self, w: Work) -> None:
+        if w.paused is not None:
+            return  # not processed: back in the queue
         self.stats.items += len(w.items)
         plan = w.plan
         if plan is None:
@@ -1346,6 +1367,10 @@ class Pipeline:
             out.complete.extend(i.id for i in w.items)
             if w.requeue is not None:
                 out.requeue.append(w.requeue)
+        elif w.paused is not None:
+            if w.link_to_store is not None:
+                out.links.append(w.link_to_store)  # a created record stays linked
+            out.release.extend(i.id for i in w.items)  # no attempt used
         else:
             if w.link_to_store is not None:
                 out.links.append(w.link_to_store)  # a created record stays linked, whatever failed
@@ -1398,6 +1423,8 @@ class Pipeline:
                     await rt.store.kv.set(tx, key, left, now=now)
             if out.complete:
                 await rt.store.queue.complete(tx, out.complete, worker_id=self.worker_id)
+            if out.release:
+                await rt.store.queue.release(tx, out.release, worker_id=self.worker_id, now=now)
             for item, exc, at in out.retry:
                 code, message = _error_text(exc)
                 await rt.store.queue.retry(
@@ -1431,6 +1458,7 @@ class _Settlement:
     links: list[StoredLink] = field(default_factory=list)
     audit: list[AuditLine] = field(default_factory=list)
     complete: list[int] = field(default_factory=list)
+    release: list[int] = field(default_factory=list)  # paused by a spent budget
     retry: list[tuple[QueueItem, errors.APIError, datetime]] = field(default_factory=list)
     fail: list[tuple[QueueItem, errors.APIError]] = field(default_factory=list)
     requeue: list[NewItem] = field(default_factory=list)

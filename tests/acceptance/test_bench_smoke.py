@@ -1,7 +1,8 @@
 """`python -m bench` at a tiny size: every scenario runs and the tables are well formed.
 
 A smoke test of the harness (simulator and daemon processes, store watching, result files),
-not a benchmark: nothing here asserts on timing.
+not a benchmark: nothing here asserts on timing. Acceptance tier and `slow` (about 30 s): it runs
+the real processes; `make test` runs it, `pytest -m "not slow"` leaves it out.
 """
 
 from __future__ import annotations
@@ -9,7 +10,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from bench.__main__ import main
+
+pytestmark = pytest.mark.slow
 
 EXPECTED_SECTIONS = ("## 1. Backfill", "## 2. Steady state", "## 3. Growth")
 
