@@ -469,7 +469,9 @@ class SalesforceClient:
         retry: the retry policy for transient failures.
         timeout_s: per-request timeout.
         verify: verify TLS certificates.
-        on_call: called with a `CallRecord` for every HTTP request made (budget, metrics).
+        on_call: one call hook (the budget's), added to `call_hooks`.
+        call_hooks: called with a `CallRecord` for every HTTP exchange (budget, metrics); the
+            log hook comes first. `client.call_hooks` is the live list: append to add one.
         max_connections: connection pool size; collection chunks run at most this many at once.
     """
 

@@ -78,7 +78,7 @@ class ApiBudget:
     # -- feeding -------------------------------------------------------------------------------
 
     def observer(self) -> CallObserver:
-        """The `on_call` hook for both clients: counts each call, notes limit refusals."""
+        """The budget's call hook for both clients: counts each call, notes limit refusals."""
 
         def on_call(record: CallRecord) -> None:
             self.record(record)
