@@ -149,8 +149,10 @@ NO_RETRY = RetryPolicy(max_attempts=1)
 
 # -- the call chain --------------------------------------------------------------------------------
 
-Classified = tuple["errors.APIError | errors.BudgetExhaustedError | None", bool]
-# (the error an answer carries, or None; whether it proves the request was not processed)
+Signal = errors.APIError | errors.BudgetExhaustedError
+# An answer classified: the error it carries (None: a success), and whether that error proves
+# the request was not processed (so even a write may be sent again).
+Classified = tuple[Signal | None, bool]
 
 _UNSENT_TRANSPORT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 _STARTED = "syncd.started"
@@ -201,7 +203,7 @@ class TokenRenewal(httpx.Auth):
 class _Failure(Exception):
     """One attempt's error, with whether it proves the request was not processed."""
 
-    def __init__(self, error: errors.APIError | errors.BudgetExhaustedError, unprocessed: bool):
+    def __init__(self, error: Signal, unprocessed: bool):
         super().__init__(str(error))
         self.error = error
         self.unprocessed = unprocessed

@@ -78,7 +78,7 @@ DEFAULT_USER_FIELDS = (
 )
 
 T = TypeVar("T")
-_Signal = errors.APIError | errors.BudgetExhaustedError
+_Signal = http.Signal
 
 _RETRIABLE_CODES = frozenset({66, 183, 202, 214})
 _CONFIG_CODES = frozenset({49, 181, 182, 201})
