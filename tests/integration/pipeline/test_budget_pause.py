@@ -351,8 +351,15 @@ async def test_own_share_spent_mid_batch(make_sync: MakeSync) -> None:
         {"id": i, "email": f"b{i}@example.com", "userId": 2, "lastName": f"B{i}"}
         for i in range(1, 30)
     ]
+    # Each Contact fills its prospect's blank first name: a Pardot update per prospect (the link
+    # itself is never written back to Pardot).
+    seed["salesforce"]["contacts"] = [
+        {"Id": f"003{i:012d}AAA", "Email": f"b{i}@example.com", "FirstName": f"F{i}",
+         "LastName": f"B{i}", "OwnerId": DANA}
+        for i in range(1, 30)
+    ]  # fmt: skip
     s = make_sync(seed, pardot={"daily_api_limit": 8}, sync={"api_budget_share": 0.5})
-    assert await s.once() == 0
+    assert await s.once() == 3  # stopped with work left: the spent share
     assert "paused for API budget: pardot" in s.last_out
     waiting = [i for p in range(1, 30) for i in await queued(s, f"p:{p}")]
     assert waiting, "the share ran out before every prospect was synced"
