@@ -39,6 +39,8 @@ no repository reads a clock):
 - `store.usage: UsageRepo` add / last_24h / prune / record_org / org.
 - `store.heartbeats: HeartbeatRepo` beat / touch / all / fresh / remove / prune.
 - `store.kv: KvRepo` get / get_with_time / set / delete.
+- `store.pending_emails: PendingEmailRepo` add / for_prospects / remove_logged (sent emails
+  waiting to be logged as Tasks).
 - Values: `NewItem`, `QueueItem`, `ErrorItem` (= QueueItem in state error), `QueueCounts`,
   `Reason`, `State`, `Cursor`, `Link`, `Activity`, `ActivityKey`, `AuditLine`, `OrgUsage`,
   `Heartbeat`; key helpers `prospect_key`, `crm_key`, `email_key`.
@@ -80,6 +82,7 @@ from syncd.store.models import (
     email_key,
     prospect_key,
 )
+from syncd.store.pending_emails import PendingEmailRepo
 from syncd.store.queue import QueueRepo
 from syncd.store.usage import UsageRepo
 
@@ -127,6 +130,7 @@ class Store:
         self.usage = UsageRepo(self.dialect)
         self.heartbeats = HeartbeatRepo(self.dialect)
         self.kv = KvRepo(self.dialect)
+        self.pending_emails = PendingEmailRepo(self.kv)
 
     @classmethod
     async def open(
