@@ -57,6 +57,8 @@ from typing import Any
 
 import httpx
 
+from syncd.clients.prospects import prospect_from
+from syncd.clients.records import record_from
 from syncd.domain.fieldmap import FieldMap
 from syncd.domain.models import (
     CrmRecord,
@@ -72,7 +74,7 @@ from syncd.domain.models import (
 )
 from syncd.domain.plan import Plan, parse_task_marker, reconcile
 from syncd.domain.values import canonical, is_blank
-from syncd.runtime.pipeline import domain_link, prospect_from, record_from
+from syncd.runtime.pipeline import domain_link
 from syncd.simulators.generate import generate_seed
 from syncd.simulators.pardot import PROSPECT_READ_ONLY
 from syncd.store.models import Link as StoredLink

@@ -17,32 +17,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
 from syncd.domain.match import mirrored_record
 from syncd.domain.models import CrmRecord, CrmType, same_sf_id
-from syncd.domain.plan import mirror_value
 from syncd.errors import ConfigError
-from syncd.runtime.pipeline import record_from
 from syncd.runtime.wiring import Runtime, build_runtime
 from syncd.settings import Settings
 from syncd.store.models import Link, NewItem, Reason
-
-
-async def mirrored(rt: Runtime, field: str) -> dict[int, list[CrmRecord]]:
-    """Every Lead and Contact whose mirror field is set, by the prospect id it names."""
-    out: dict[int, list[CrmRecord]] = defaultdict(list)
-    for crm_type in (CrmType.CONTACT, CrmType.LEAD):
-        select = ", ".join(rt.crm_select_fields(crm_type))
-        soql = f"SELECT {select} FROM {crm_type.value} WHERE {field} != null"
-        async for raw in rt.salesforce.query(soql):
-            record = record_from(raw, crm_type)
-            pid = mirror_value(record.fields.get(field))
-            if pid is not None:
-                out[pid].append(record)
-    return out
 
 
 def _target(records: list[CrmRecord]) -> tuple[CrmType, str] | None:
@@ -64,7 +47,7 @@ async def relink(rt: Runtime, *, dry_run: bool) -> dict[str, Any]:
             "syncd relink needs sync.crm_link_field (the Salesforce custom field that mirrors "
             "the link): set SYNCD_SYNC__CRM_LINK_FIELD or [sync] crm_link_field"
         )
-    by_prospect = await mirrored(rt, field)
+    by_prospect = await rt.crm.records_with_mirror()  # mirror field set, by the id it names
     async with rt.store.read() as tx:
         stored = await rt.store.links.by_prospect_ids(tx, by_prospect)
     now: datetime = rt.clock()

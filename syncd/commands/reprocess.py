@@ -12,7 +12,6 @@ import argparse
 import sys
 from typing import Any
 
-from syncd.clients.salesforce import soql_in
 from syncd.domain.models import crm_type_of_id
 from syncd.runtime.wiring import Runtime, build_runtime
 from syncd.settings import Settings
@@ -28,23 +27,13 @@ async def _unknown_prospects(rt: Runtime, ids: list[int]) -> list[str]:
 
 
 async def _known_crm_ids(rt: Runtime, crm_ids: list[str]) -> set[str]:
-    found: set[str] = set()
-    for kind in ("Lead", "Contact"):
-        wanted = [c for c in crm_ids if (t := crm_type_of_id(c)) is not None and t.value == kind]
-        if wanted:
-            soql = f"SELECT Id FROM {kind} WHERE {soql_in('Id', wanted)}"
-            found.update([r["Id"][:15] async for r in rt.salesforce.query(soql)])
-    return found
+    return await rt.crm.existing_ids(crm_ids)
 
 
 async def _known_email(rt: Runtime, email: str) -> bool:
     if await rt.pardot.find_prospects_by_email(email, ["id"]):
         return True
-    for kind in ("Contact", "Lead"):
-        soql = f"SELECT Id FROM {kind} WHERE {soql_in('Email', [email])} LIMIT 1"
-        if await rt.salesforce.query_all(soql):
-            return True
-    return False
+    return await rt.crm.email_known(email)
 
 
 async def queue_items(rt: Runtime, args: argparse.Namespace) -> tuple[list[NewItem], list[str]]:

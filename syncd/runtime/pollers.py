@@ -27,13 +27,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from syncd import errors, logs
-from syncd.clients.salesforce import parse_sf_datetime, soql_datetime
+from syncd.clients.salesforce import parse_sf_datetime
 from syncd.domain import cursor as cursors
 from syncd.domain.models import CrmType
 from syncd.domain.values import parse_datetime
 from syncd.runtime.wiring import Runtime
 from syncd.store.models import Cursor as StoredCursor
 from syncd.store.models import NewItem, Reason
+from syncd.store.pending_emails import PendingEmail
 
 log = logs.get(__name__)
 
@@ -41,9 +42,8 @@ PAGE_SIZE = 1000  # rows per committed page (Pardot's maximum page; SOQL batches
 SF_DELETED_MIN_WINDOW_S = 60.0  # getDeleted works in whole minutes
 SF_DELETED_MAX_BACK = timedelta(days=15)  # getDeleted keeps deletions about 15 days
 
-# Sent emails waiting to be logged as Tasks, per prospect (store key-value table); the email
-# feed adds them in the same transaction as its cursor, the pipeline removes them once logged.
-EMAILS_KV = "emails.{prospect_id}"
+# Sent emails waiting to be logged as Tasks: `store.pending_emails`; the email feed adds them in
+# the same transaction as its cursor, the pipeline removes them once logged.
 EMAIL_FIELDS = ("id", "prospectId", "subject", "sentAt")
 
 FEED_PARDOT_PROSPECTS = "pardot.prospects"
@@ -130,7 +130,7 @@ class Pollers:
         cursor: cursors.Cursor,
         recent: cursors.RecentRows | None,
         extra: Mapping[str, Any] | None = None,
-        emails: Mapping[int, list[dict[str, Any]]] | None = None,
+        emails: Mapping[int, list[PendingEmail]] | None = None,
     ) -> None:
         if self.dry_run:
             self.collected.extend(items)
@@ -140,12 +140,8 @@ class Pollers:
         if recent is not None:
             data["recent"] = [list(pair) for pair in recent.seen]
         async with self.rt.store.transaction() as tx:
-            for prospect_id, sent in (emails or {}).items():
-                key = EMAILS_KV.format(prospect_id=prospect_id)
-                known = await self.rt.store.kv.get(tx, key, for_update=True) or []
-                have = {int(e["id"]) for e in known}
-                merged = [*known, *(e for e in sent if int(e["id"]) not in have)]
-                await self.rt.store.kv.set(tx, key, merged, now=now)
+            if emails:
+                await self.rt.store.pending_emails.add(tx, emails, now=now)
             if items:
                 await self.rt.store.queue.enqueue(tx, items, now=now)
             await self.rt.store.cursors.save(
@@ -268,7 +264,7 @@ class Pollers:
         async for page in _pages(rows, self.page_size):
             read_any = True
             items: list[NewItem] = []
-            by_prospect: dict[int, list[dict[str, Any]]] = {}
+            by_prospect: dict[int, list[PendingEmail]] = {}
             last_id = cursor.last_id
             position = cursor.position
             for raw in page:
@@ -276,7 +272,7 @@ class Pollers:
                 if prospect_id is not None:
                     items.append(NewItem.for_prospect(int(prospect_id), Reason.EMAIL_SENT))
                     by_prospect.setdefault(int(prospect_id), []).append(
-                        {k: raw.get(k) for k in EMAIL_FIELDS}
+                        PendingEmail.from_row(raw, int(prospect_id))
                     )
                 last_id = str(raw["id"])
                 sent_at = parse_datetime(raw.get("sentAt"))
@@ -291,15 +287,6 @@ class Pollers:
             await self._commit(feed, [], cursor, None, extra)
 
     # -- Salesforce ------------------------------------------------------------------------
-
-    def _crm_soql(self, crm_type: CrmType, start: datetime, end: datetime) -> str:
-        fields = ", ".join(self.rt.crm_select_fields(crm_type))
-        return (
-            f"SELECT {fields} FROM {crm_type.value} "
-            f"WHERE SystemModstamp >= {soql_datetime(start)} "
-            f"AND SystemModstamp < {soql_datetime(end)} "
-            "ORDER BY SystemModstamp, Id"
-        )
 
     async def _prospects_by_crm_id(self, crm_ids: Iterable[str]) -> dict[str, list[int]]:
         """The prospects linked to each CRM id (several when AMPSEA allows it)."""
@@ -322,7 +309,7 @@ class Pollers:
         start, end = cursors.poll_window(
             cursor, signpost=signpost, overlap_s=self.rt.settings.sync.overlap_s
         )
-        rows = self.rt.salesforce.query(self._crm_soql(crm_type, start, end))
+        rows = self.rt.crm.changed_records(crm_type, start, end)
         async for page in _pages(rows, self.page_size):
             keep = [cursors.Row(r["Id"], parse_sf_datetime(r["SystemModstamp"])) for r in page]
             fresh = {r.id for r in recent.fresh(keep)}

@@ -54,7 +54,9 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple, TypeVar
 
 from syncd import errors, logs
-from syncd.clients.salesforce import MAX_URI_BYTES, chunked_in_lists, parse_sf_datetime, soql_in
+from syncd.clients.prospects import prospect_from
+from syncd.clients.records import SOQL_IN_BUDGET, CrmRecords
+from syncd.clients.salesforce import chunked_in_lists, parse_sf_datetime
 from syncd.domain.budget import own_cap
 from syncd.domain.fieldmap import REQUIRED_CRM_FIELDS
 from syncd.domain.match import email_key, match_by_email
@@ -64,20 +66,18 @@ from syncd.domain.models import (
     LinkAction,
     Policy,
     Prospect,
-    ProspectInput,
     crm_type_of_id,
     same_sf_id,
     sf_id_key,
 )
 from syncd.domain.plan import Plan, reconcile
 from syncd.domain.values import UNKNOWN_PLACEHOLDER, parse_datetime
-from syncd.runtime.pipeline import prospect_from, record_from
+from syncd.runtime.pipeline.load import CrmView, prospect_input, read_crm
 from syncd.runtime.wiring import Runtime
 
 log = logs.get(__name__)
 
 REPORT_VERSION = 1
-SOQL_IN_BUDGET = MAX_URI_BYTES - 2_000  # as the pipeline: room for the SELECT list and the URL
 PAGE_SIZE = 1000  # prospects decided per step (Pardot's page size)
 SOQL_BATCH = 2000  # records per SOQL answer page
 PARDOT_PAGE = 1000  # records per Pardot query page
@@ -572,9 +572,8 @@ class _Builder:
             if crm_type is CrmType.LEAD:
                 names += ["IsConverted", "ConvertedContactId"]
             names = [n for n in names if n in self.select[crm_type] or n == "Id"]
-            soql = f"SELECT {', '.join(names)} FROM {crm_type.value}"
             rows = 0
-            async for raw in self.rt.salesforce.query(soql):
+            async for raw in self.rt.crm.compact_records(crm_type, names):
                 rows += 1
                 brief = Brief(
                     type=crm_type,
@@ -633,73 +632,28 @@ class _Builder:
         self._close_batch()
         self.report.totals["prospects"] = total
 
-    async def _full_records(
-        self, crm_type: CrmType, where: str, values: list[str]
-    ) -> list[CrmRecord]:
-        out: list[CrmRecord] = []
-        if not values:
-            return out
-        select = ", ".join(self.select[crm_type])
-        for chunk in chunked_in_lists(values, max_chars=SOQL_IN_BUDGET):
-            soql = f"SELECT {select} FROM {crm_type.value} WHERE {soql_in(where, chunk)}"
-            async for raw in self.rt.salesforce.query(soql):
-                out.append(record_from(raw, crm_type))
-        return out
-
     async def _decide_page(self, page: list[Prospect]) -> None:
-        """Read the page's CRM records in full (as the pipeline does) and decide each prospect."""
+        """Read the page's CRM records in full with the pipeline's own load stage (`read_crm`,
+        plain GETs here) and decide each prospect as the pipeline would."""
         emails = sorted(
             {p.email.strip() for p in page if p.email and email_key(p.email) in self.by_email}
         )
-        ids: dict[CrmType, list[str]] = {CrmType.LEAD: [], CrmType.CONTACT: []}
+        ids = [p.crm_id for p in page if p.crm_id and crm_type_of_id(p.crm_id) is not None]
+        # Its own SELECT lists (fields the org lacks left out) and no mirror lookups: the
+        # mirror field may not exist yet, which the report says instead of failing.
+        crm = CrmRecords(self.rt.salesforce, self.select.__getitem__, mirror_field=None)
+        view = await read_crm(crm, ids, emails, composite=False)
         for p in page:
-            kind = crm_type_of_id(p.crm_id or "")
-            if kind is not None and p.crm_id:
-                ids[kind].append(p.crm_id)
-        by_id: dict[str, CrmRecord] = {}
-        candidates: dict[str, list[CrmRecord]] = {}
-        for kind in CrmType:
-            for rec in await self._full_records(kind, "Id", ids[kind]):
-                by_id[sf_id_key(rec.id)] = rec
-            for rec in await self._full_records(kind, "Email", emails):
-                key = email_key(rec.email)
-                if key:
-                    candidates.setdefault(key, []).append(rec)
-        converted = [
-            r.converted_contact_id
-            for r in by_id.values()
-            if r.is_converted
-            and r.converted_contact_id
-            and sf_id_key(r.converted_contact_id) not in by_id
-        ]
-        for rec in await self._full_records(CrmType.CONTACT, "Id", converted):
-            by_id[sf_id_key(rec.id)] = rec
-        for p in page:
-            self._decide(p, by_id, candidates)
+            self._decide(p, view)
 
-    def _decide(
-        self, p: Prospect, by_id: Mapping[str, CrmRecord], candidates: Mapping[str, list[CrmRecord]]
-    ) -> None:
+    def _decide(self, p: Prospect, view: CrmView) -> None:
         key = email_key(p.email)
         if key:
             self.prospect_emails.add(key)
         if p.user_id is not None:
             self.assigned[p.user_id] += 1
-        linked = by_id.get(sf_id_key(p.crm_id)) if p.crm_id else None
-        converted = None
-        if linked is not None and linked.is_converted and linked.converted_contact_id:
-            converted = by_id.get(sf_id_key(linked.converted_contact_id))
-        usable = [c for c in (candidates.get(key, []) if key else []) if not c.is_converted]
         # Records an earlier prospect (same email, AMPSEA) links to are taken, as in the store.
-        taken = frozenset(c.id for c in usable if sf_id_key(c.id) in self.taken)
-        inp = ProspectInput(
-            prospect=p,
-            link=None,
-            linked=linked,
-            converted_contact=converted,
-            candidates=usable,
-            taken_crm_ids=taken,
-        )
+        inp = prospect_input(p, None, (), view, lambda c: sf_id_key(c.id) in self.taken)
         plan = reconcile(
             inp, config=self.rt.config, directory=self.directory, now=datetime.now(UTC)
         )
@@ -707,7 +661,7 @@ class _Builder:
         record = next(
             (
                 r
-                for r in (*usable, linked, converted)
+                for r in (*inp.candidates, inp.linked, inp.converted_contact)
                 if r is not None and target and same_sf_id(r.id, target)
             ),
             None,

@@ -7,6 +7,7 @@ production wiring is the same code path as the tested one.
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,9 +17,10 @@ from syncd import logs
 from syncd.clients import http
 from syncd.clients.auth import SalesforceAuth
 from syncd.clients.pardot import PardotClient
+from syncd.clients.records import CrmRecords
 from syncd.clients.salesforce import SalesforceClient
 from syncd.domain.fieldmap import FieldMap
-from syncd.domain.models import CrmType, CrmUser, Directory, PardotUser, SyncConfig
+from syncd.domain.models import CrmType, Directory, PardotUser, SyncConfig
 from syncd.runtime.budget import ApiBudget
 from syncd.settings import Settings
 from syncd.store import Store
@@ -64,6 +66,13 @@ class Runtime:
             self._directory_at = now
         return self._directory
 
+    @functools.cached_property
+    def crm(self) -> CrmRecords:
+        """The named Salesforce reads (Leads, Contacts, Tasks, Users) as domain values."""
+        return CrmRecords(
+            self.salesforce, self.crm_select_fields, mirror_field=self.config.crm_link_field
+        )
+
     def crm_select_fields(self, crm_type: CrmType) -> tuple[str, ...]:
         """Everything to SELECT from Lead or Contact: the record fields, the mapped fields and
         the link's mirror field (`sync.crm_link_field`) when one is configured."""
@@ -99,11 +108,7 @@ async def load_directory(rt: Runtime) -> Directory:
             salesforce_id=u.get("salesforceId") or None,
             is_deleted=bool(u.get("isDeleted")),
         )
-    crm_users = {}
-    async for r in rt.salesforce.query("SELECT Id, Username, IsActive FROM User"):
-        crm_users[r["Id"]] = CrmUser(
-            id=r["Id"], username=r.get("Username"), is_active=bool(r.get("IsActive"))
-        )
+    crm_users = await rt.crm.users()
     # Queues are Groups, whose ids always start with 00G (`Directory.is_queue` checks that), so
     # no call is spent listing them; the configured assignment queue is named explicitly.
     queue_ids = frozenset(q for q in (rt.settings.sync.assignment_queue_id,) if q)

@@ -21,7 +21,6 @@ from hypothesis import strategies as st
 
 from integration.pipeline.conftest import base_seed
 from syncd.clients.salesforce import chunked_in_lists, soql_in
-from syncd.runtime.pipeline import Pipeline
 from syncd.runtime.wiring import build_runtime
 from syncd.settings import Settings
 from syncd.simulators import soql
@@ -112,7 +111,7 @@ async def _match(
 
     rt = await build_runtime(s, transports=T(), migrate=migrate)
     try:
-        found = await Pipeline(rt, worker_id="t")._records_by_email(asked)
+        found = await rt.crm.records_by_email(asked)
     finally:
         await rt.aclose()
     return [r.email or "" for r in found], recorder.queries
