@@ -108,6 +108,11 @@ def in_queries(
     ]
 
 
+def in_query_count(values: Iterable[str]) -> int:
+    """How many queries `in_queries` makes for `values` (for estimates)."""
+    return sum(1 for _ in chunked_in_lists(values, max_chars=SOQL_IN_BUDGET))
+
+
 def ids_by_type(ids: Iterable[str]) -> dict[CrmType, list[str]]:
     """Lead and Contact ids apart (by key prefix), duplicates dropped, order kept."""
     out: dict[CrmType, list[str]] = {CrmType.LEAD: [], CrmType.CONTACT: []}

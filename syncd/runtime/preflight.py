@@ -55,8 +55,8 @@ from typing import Any, NamedTuple, TypeVar
 
 from syncd import errors, logs
 from syncd.clients.prospects import prospect_from
-from syncd.clients.records import SOQL_IN_BUDGET, CrmRecords
-from syncd.clients.salesforce import chunked_in_lists, parse_sf_datetime
+from syncd.clients.records import CrmRecords, in_query_count
+from syncd.clients.salesforce import parse_sf_datetime
 from syncd.domain.budget import own_cap
 from syncd.domain.fieldmap import REQUIRED_CRM_FIELDS
 from syncd.domain.match import email_key, match_by_email
@@ -319,7 +319,7 @@ class _Tally:
 
 
 def _chunks(values: Iterable[str]) -> int:
-    return sum(1 for _ in chunked_in_lists(values, max_chars=SOQL_IN_BUDGET))
+    return in_query_count(values)
 
 
 def _pages(n: int, size: int) -> int:
