@@ -41,6 +41,7 @@ from syncd.runtime.worker import (
     BUDGET_WAIT_MAX_S,
     RELEASE_TIMEOUT_S,
     Worker,
+    close_runtime,
     run_workers,
     unless_stopped,
     wait_any,
@@ -78,6 +79,8 @@ class OnceResult:
 
     @property
     def exit_code(self) -> int:
+        if self.stop.is_forced and self.stop.exit_code:
+            return self.stop.exit_code  # 128 + the signal that forced it
         if self.stop.signal is not None:
             return 128 + int(self.stop.signal)
         if self.paused and (self.items_left or self.polls.paused):
@@ -273,8 +276,9 @@ async def run_once(
     else:
         polls.paused.clear()
     counts = None
+    wait_s = None if not stop.is_requested else 0.5 if stop.is_forced else RELEASE_TIMEOUT_S
     try:
-        async with asyncio.timeout(RELEASE_TIMEOUT_S * 5), rt.store.read() as tx:
+        async with asyncio.timeout(wait_s), rt.store.read() as tx:
             counts = await rt.store.queue.counts(tx, now=rt.clock())
     except Exception as exc:
         if not stop.is_requested:
@@ -318,7 +322,8 @@ async def run(args: argparse.Namespace, settings: Settings, **runtime_options: A
         finally:
             await rt.aclose()
     stop = Stop()
-    with StopSignals.for_stop(stop, backstop_grace_s=settings.sync.shutdown_grace_s):
+    grace_s = settings.sync.shutdown_grace_s
+    with StopSignals.for_stop(stop, backstop_grace_s=grace_s) as stops:
         rt = await build_runtime(settings, **runtime_options)
         try:
             result = await run_once(
@@ -328,18 +333,7 @@ async def run(args: argparse.Namespace, settings: Settings, **runtime_options: A
                 result.stats, result.polls, rt, result.error_items, result.paused, result=result
             )
             sys.stdout.write(line + "\n")
+            stops.exit_code = result.exit_code
             return result.exit_code
         finally:
-            await _close(rt, stop)
-
-
-async def _close(rt: Runtime, stop: Stop) -> None:
-    """Close the runtime; after a stop, never wait long on a store that does not answer."""
-    if not stop.is_requested:
-        await rt.aclose()
-        return
-    try:
-        async with asyncio.timeout(RELEASE_TIMEOUT_S):
-            await rt.aclose()
-    except Exception as exc:
-        log.warning("close_failed", error=type(exc).__name__)
+            await close_runtime(rt, stop)
