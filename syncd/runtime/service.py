@@ -274,7 +274,7 @@ class Service:
 
     def _stop_reason(self) -> str:
         if self.login.gave_up is not None:
-            return "login refused"
+            return "login_refused"
         return self.stop.reason if self.stop.is_requested else "cancelled"
 
     async def _remove_beat(self, tx: Any) -> None:
