@@ -167,6 +167,7 @@ class Worker:
         wait_s = min(max(exc.retry_after_s or 0.0, idle_s), BUDGET_WAIT_MAX_S)
         log.info("budget_wait", worker_id=self.worker_id, system=exc.system, wait_s=wait_s)
         await self._nap(wait_s)
+        await self._sync_budget()  # the 24-hour counts move on (and other processes count)
         return False
 
     async def _work_left(self) -> bool:

@@ -7,6 +7,7 @@ and one `login refused` line; while a daemon allowed more refusals is backing of
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 from pathlib import Path
@@ -63,6 +64,13 @@ def test_check_reports_a_daemon_whose_login_is_refused_as_unhealthy(tmp_path: Pa
             (line,) = check.stderr.strip().splitlines()
             assert line.startswith("syncd check: login refused: salesforce refused")
             assert "fix the credentials" in line
+            status = subprocess.run(
+                [*SYNCD, "status", "--json"], env=env, cwd=tmp_path, capture_output=True,
+                text=True, timeout=60,
+            )  # fmt: skip
+            assert status.returncode == 0, status.stderr
+            refused = json.loads(status.stdout)["login_refused"]
+            assert refused["system"] == "salesforce" and refused["code"] == "invalid_client"
             assert run.popen.poll() is None  # backing off, not restarting logins every 5 s
             events = [e["event"] for e in run.events()]
             assert events.count("login_refused") == 1
