@@ -17,7 +17,6 @@ from typing import Any
 
 from syncd import __version__, logs
 from syncd.errors import APIError, AuthError, BudgetExhaustedError, ConfigError, StoreError
-from syncd.runtime import signals
 from syncd.settings import Settings, load_settings
 
 # command -> (module under syncd.commands, needs settings, help line)
@@ -106,12 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             logs.configure()
         module: Any = importlib.import_module(f"syncd.commands.{module_name}")
-        rc = int(asyncio.run(module.run(args, settings)))
-        if signals.stop_was_signalled():
-            # A stopped command returned: never let a driver thread still waiting on a locked
-            # store hold the interpreter's exit up (see syncd.runtime.signals).
-            signals.exit_promptly(rc)
-        return rc
+        return int(asyncio.run(module.run(args, settings)))
     except ConfigError as exc:
         print(f"syncd {args.command}: configuration error: {exc}", file=sys.stderr)
         return 2

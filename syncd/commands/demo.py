@@ -34,8 +34,8 @@ from syncd.runtime.pollers import Pollers
 from syncd.runtime.signals import Stop, StopSignals
 from syncd.runtime.wiring import Runtime, build_runtime
 from syncd.runtime.worker import (
-    RELEASE_TIMEOUT_S,
     Worker,
+    close_runtime,
     run_workers,
     unless_stopped,
     wait_any,
@@ -187,14 +187,15 @@ async def run(args: argparse.Namespace, settings: Settings | None) -> int:
         )
         stop.request(sig)
 
-    with StopSignals(graceful, stop.force, backstop_grace_s=DEMO_GRACE_S):
+    with StopSignals(graceful, stop.force, backstop_grace_s=DEMO_GRACE_S) as stops:
         rt = await build_runtime(demo_settings, transports=world.transports())
         try:
             await _sync(args, console, world, rt, stop)
         except (KeyboardInterrupt, asyncio.CancelledError):
             stop.force()
         finally:
-            await _close(rt, stop)
+            await close_runtime(rt, stop)
+            stops.exit_code = stop.exit_code
     if stop.is_requested:
         console.print("stopped.")
     return stop.exit_code
@@ -243,15 +244,3 @@ async def _sync(
         console.print(
             f"  synced: {stats.crm_fields + stats.pardot_fields - before} field(s) updated"
         )
-
-
-async def _close(rt: Runtime, stop: Stop) -> None:
-    """Close the runtime; after a stop, never wait long on a store that does not answer."""
-    if not stop.is_requested:
-        await rt.aclose()
-        return
-    try:
-        async with asyncio.timeout(RELEASE_TIMEOUT_S):
-            await rt.aclose()
-    except Exception:  # stopping: the store's leases cover anything left
-        logs.get(__name__).warning("close_failed")
