@@ -1,0 +1,145 @@
+"""The operator's read-only commands through the real CLI: they fit a terminal and tell the truth.
+
+`syncd errors list` at 80 columns (and in a pipe) shows every id whole; every command that prints
+a table or a report has `--json`; `status`, `errors` and `history` never create a database;
+`history` of an unknown id exits 2.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from syncd.store import Store
+from syncd.store.models import NewItem, Reason
+
+from . import SYNCD, base_env
+
+LONG_MESSAGE = (
+    "FIELD_CUSTOM_VALIDATION_EXCEPTION: Phone must be in the format +1 555 0100 for US leads, "
+    "see the validation rule Lead.Phone_Format (owned by Sales Operations); fix the prospect's "
+    "phone in Pardot or relax the rule in Salesforce Setup > Object Manager > Lead"
+)
+
+
+def _cli(tmp: Path, *args: str, columns: int = 80, **env: str) -> subprocess.CompletedProcess[str]:
+    settings = {"SYNCD_DATABASE__URL": f"sqlite+aiosqlite:///{tmp}/syncd.db", **env}
+    return subprocess.run(
+        [*SYNCD, *args],
+        env=base_env(COLUMNS=str(columns), **settings),
+        cwd=tmp,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def _store_with_errors(tmp: Path) -> list[int]:
+    """A migrated store (by `syncd migrate`) holding three items in the error queue."""
+    done = _cli(tmp, "migrate")
+    assert done.returncode == 0, done.stderr
+
+    async def fill() -> list[int]:
+        store = await Store.open(f"sqlite+aiosqlite:///{tmp}/syncd.db")
+        now = datetime.now(UTC)
+        try:
+            async with store.transaction() as tx:
+                await store.queue.enqueue(
+                    tx,
+                    [
+                        NewItem.for_prospect(
+                            123456789012, Reason.PARDOT_CHANGE, crm_id="00Q5e00000AbCdEFGH"
+                        ),
+                        NewItem.for_prospect(7, Reason.PARDOT_CHANGE),
+                        NewItem.for_crm("003" + "x" * 15, Reason.CRM_CHANGE),
+                    ],
+                    now=now,
+                )
+                held = await store.queue.claim(tx, worker_id="t", limit=10, lease_s=60, now=now)
+                await store.queue.fail(
+                    tx,
+                    [i.id for i in held],
+                    worker_id="t",
+                    code="FIELD_CUSTOM_VALIDATION_EXCEPTION",
+                    message=LONG_MESSAGE,
+                    now=now,
+                )
+            return sorted(i.id for i in held)
+        finally:
+            await store.aclose()
+
+    return asyncio.run(fill())
+
+
+@pytest.mark.parametrize("columns", [80, 60, 200])
+def test_errors_list_fits_the_terminal_and_shows_every_id(tmp_path: Path, columns: int) -> None:
+    ids = _store_with_errors(tmp_path)
+    done = _cli(tmp_path, "errors", "list", columns=columns)  # stdout is a pipe here
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert all(len(ln) <= columns for ln in lines), "\n".join(ln for ln in lines if len(ln) > 80)
+    for item_id in ids:
+        # the id a user types into `errors retry ID` starts a line, whole
+        assert any(ln.split() and ln.split()[0] == str(item_id) for ln in lines), done.stdout
+    # nothing of the message is dropped: its words all appear, in order
+    assert " ".join(done.stdout.split()).count(" ".join(LONG_MESSAGE.split())) == len(ids)
+    assert "prospect 123456789012 / 00Q5e00000AbCdEFGH" in done.stdout
+    # and the id works
+    retried = _cli(tmp_path, "errors", "retry", str(ids[0]), "--json")
+    assert retried.returncode == 0, retried.stderr
+    assert json.loads(retried.stdout) == {"retried": [ids[0]], "not_found": []}
+
+
+def test_every_report_has_json(tmp_path: Path) -> None:
+    ids = _store_with_errors(tmp_path)
+    listed = json.loads(_cli(tmp_path, "errors", "list", "--json").stdout)
+    assert sorted(i["id"] for i in listed) == ids
+    assert all(i["message"] == LONG_MESSAGE for i in listed)
+    shown = json.loads(_cli(tmp_path, "errors", "show", str(ids[0]), "--json").stdout)
+    assert shown["code"] == "FIELD_CUSTOM_VALIDATION_EXCEPTION"
+    status = json.loads(_cli(tmp_path, "status", "--json").stdout)
+    assert status["queue"]["error"] == 3
+    history = _cli(tmp_path, "history", "7", "--json")  # queued, nothing decided yet
+    assert history.returncode == 0, history.stderr
+    assert json.loads(history.stdout) == []
+    check = _cli(tmp_path, "check", "--json")
+    assert check.returncode == 1  # no `syncd run` heartbeat
+    assert json.loads(check.stdout)["healthy"] is False
+
+
+@pytest.mark.parametrize("command", [["status"], ["errors", "list"], ["history", "1001"]])
+def test_read_only_commands_never_create_a_database(tmp_path: Path, command: list[str]) -> None:
+    done = _cli(tmp_path, *command)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert f"no database at {tmp_path}/syncd.db" in done.stderr
+    assert "syncd migrate" in done.stderr
+    assert os.listdir(tmp_path) == []
+
+
+def test_history_of_an_unknown_id_exits_2(tmp_path: Path) -> None:
+    _store_with_errors(tmp_path)
+    for ident, what in (("999999", "prospect"), ("00Q000000000999AAA", "Lead or Contact")):
+        done = _cli(tmp_path, "history", ident)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.startswith(f"syncd history: no {what} with id {ident}")
+        assert done.stderr.count("\n") == 1
+
+
+@pytest.mark.postgres
+def test_check_on_a_reachable_unmigrated_postgres_says_not_migrated(
+    tmp_path: Path, pg_url: str
+) -> None:
+    done = _cli(tmp_path, "check", SYNCD_DATABASE__URL=pg_url)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.startswith("syncd check: database not migrated"), done.stderr
+    assert "run `syncd migrate`" in done.stderr
+    assert "unreachable" not in done.stderr
+    assert done.stderr.count("\n") == 1
