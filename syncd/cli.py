@@ -62,7 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--database", metavar="URL", help="store URL (default: sqlite file demo.db here)"
     )
     s = p["simulate"]
-    s.add_argument("--seed", metavar="FILE", required=True, help="seed file (JSON)")
+    s.add_argument("--seed", metavar="FILE", help="seed file (JSON; docs/interfaces.md)")
+    s.add_argument(
+        "--generate",
+        type=int,
+        metavar="N",
+        help="instead of --seed: a generated world of N prospects and their CRM twins",
+    )
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--salesforce-port", type=int, default=8401, metavar="P")
     s.add_argument("--pardot-port", type=int, default=8402, metavar="Q")

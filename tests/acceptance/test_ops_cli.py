@@ -2,7 +2,8 @@
 
 `syncd errors list` at 80 columns (and in a pipe) shows every id whole; every command that prints
 a table or a report has `--json`; `status`, `errors` and `history` never create a database;
-`history` of an unknown id exits 2.
+`history` of an unknown id exits 2; `simulate` on a busy port is one line naming the option, and
+`simulate --generate N` serves a world of N prospects.
 """
 
 from __future__ import annotations
@@ -10,16 +11,19 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
+import socket
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import pytest
 
 from syncd.store import Store
 from syncd.store.models import NewItem, Reason
 
-from . import SYNCD, base_env
+from . import EXAMPLE_SEED, SYNCD, Simulators, base_env, start_syncd, wait_until
 
 LONG_MESSAGE = (
     "FIELD_CUSTOM_VALIDATION_EXCEPTION: Phone must be in the format +1 555 0100 for US leads, "
@@ -143,3 +147,63 @@ def test_check_on_a_reachable_unmigrated_postgres_says_not_migrated(
     assert "run `syncd migrate`" in done.stderr
     assert "unreachable" not in done.stderr
     assert done.stderr.count("\n") == 1
+
+
+def test_simulate_on_a_busy_port_is_one_line_naming_the_option(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = str(busy.getsockname()[1])
+        for option, other in (
+            ("--salesforce-port", "--pardot-port"),
+            ("--pardot-port", "--salesforce-port"),
+        ):
+            done = subprocess.run(
+                [*SYNCD, "simulate", "--seed", str(EXAMPLE_SEED), option, port, other, "0"],
+                env=base_env(),
+                cwd=tmp_path,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert done.returncode == 1, done.stderr
+            assert done.stderr.count("\n") == 1, done.stderr
+            assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
+            assert option in done.stderr and "Traceback" not in done.stderr
+
+
+def test_simulate_generate_serves_a_world_of_the_size_asked(tmp_path: Path) -> None:
+    proc = start_syncd(
+        ["simulate", "--generate", "1500", "--salesforce-port", "0", "--pardot-port", "0"],
+        env=base_env(),
+        cwd=tmp_path,
+        name="simulate",
+    )
+    try:
+
+        def ready() -> dict[str, str] | None:
+            assert proc.popen.poll() is None, proc.stderr()
+            found = dict(ln.strip().split("=", 1) for ln in proc.stdout().splitlines() if "=" in ln)
+            return found if "SYNCD_PARDOT__BASE_URL" in found else None
+
+        sims = Simulators(proc, wait_until(ready, what="syncd simulate to print its URLs"))
+        ids: set[int] = set()
+        params = {"fields": "id", "limit": "1000", "orderBy": "id ASC"}
+        while True:
+            r = httpx.get(
+                f"{sims.pardot_url}/api/v5/objects/prospects",
+                params=params,
+                headers=sims._pd_headers(),
+                timeout=60,
+            )
+            r.raise_for_status()
+            body = r.json()
+            ids |= {v["id"] for v in body["values"]}
+            if not body.get("nextPageToken"):
+                break
+            params = {"fields": "id", "nextPageToken": body["nextPageToken"]}
+        assert len(ids) == 1500
+        assert sims.soql("SELECT Id FROM Contact LIMIT 1")  # and CRM twins
+    finally:
+        proc.signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
