@@ -494,7 +494,7 @@ class _Table:
 class SalesforceSimulator:
     """A seeded, in-memory Salesforce org served as an ASGI app (`app`).
 
-    `seed` is the ``"salesforce"`` section of a seed file (see INTERFACES.md) plus the optional
+    `seed` is the ``"salesforce"`` section of a seed file (see docs/interfaces.md) plus the optional
     keys ``tasks``, ``token_ttl_s``, ``faults``, ``drop_fields``, ``org_id`` and, under
     ``oauth``, ``password``, ``refresh_token``, ``rotate_refresh_tokens``, ``jwt_public_key``.
     The direct state methods (`records`, `get`, `insert`, `modify`, `remove`, `convert_lead`)
