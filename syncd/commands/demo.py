@@ -13,6 +13,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
+import shlex
+import sys
 import time
 from pathlib import Path
 from random import Random
@@ -61,19 +64,51 @@ async def _pending(rt: Runtime) -> int:
 
 
 async def _drain(rt: Runtime, stats: RunStats, progress: Progress | None, task: Any) -> None:
-    total = await _pending(rt)
-    if progress is not None:
-        progress.update(task, total=total, completed=0)
+    # The bar counts what the summary table counts (queue items processed): the items done so
+    # far plus those still waiting, so items queued during the drain (follow-ups, records the
+    # sync itself touched) grow the total instead of leaving the bar short of the table.
+    before = stats.items
+
+    async def show() -> None:
+        if progress is not None:
+            done = stats.items - before
+            progress.update(task, total=done + await _pending(rt), completed=done)
+
+    await show()
 
     async def worker(n: int) -> None:
         pipeline = Pipeline(rt, worker_id=f"demo-{n}", stats=stats)
         while await pipeline.run_batch():
-            if progress is not None:
-                progress.update(task, completed=total - await _pending(rt))
+            await show()
 
     await asyncio.gather(*(worker(n) for n in range(DEMO_WORKERS)))
-    if progress is not None:
-        progress.update(task, completed=total)
+    await show()
+
+
+def _syncd_command() -> str:
+    """How the reader runs syncd from here: the executable that is running now, as a path."""
+    exe = Path(sys.argv[0])
+    if exe.name != "syncd" or not exe.is_file():
+        candidate = Path(sys.executable).parent / "syncd"
+        if not candidate.is_file():
+            return f"{shlex.quote(sys.executable)} -m syncd"
+        exe = candidate
+    exe = Path(os.path.abspath(exe))  # not resolve(): keep the path through a symlinked venv
+    try:
+        shown = str(exe.relative_to(Path.cwd()))
+    except ValueError:
+        return shlex.quote(str(exe))
+    return shlex.quote(shown if "/" in shown else f"./{shown}")
+
+
+async def _example_prospect(rt: Runtime, world: World) -> int | None:
+    """A prospect this run linked (one that got a new Lead if any), for the closing hint."""
+    ids = sorted(int(p["id"]) for p in world.pardot.prospects())[:500]
+    async with rt.store.read() as tx:
+        links = await rt.store.links.by_prospect_ids(tx, ids)
+    if not links:
+        return None
+    return next((i for i, link in links.items() if link.crm_type == "Lead"), min(links))
 
 
 def _summary(console: Console, world: World, rt: Runtime, stats: RunStats, wall_s: float) -> None:
@@ -108,11 +143,21 @@ def _summary(console: Console, world: World, rt: Runtime, stats: RunStats, wall_
         f" in {wall_s:.1f} s.",
         markup=False,
     )
+
+
+def _hint(console: Console, rt: Runtime, prospect_id: int | None) -> None:
+    """A command the reader can paste as it is: the real executable and a real prospect id."""
+    url = shlex.quote(rt.settings.database.url)
+    syncd = _syncd_command()
+    if prospect_id is None:
+        console.print(f"See the store: SYNCD_DATABASE__URL={url} {syncd} status", markup=False)
+        return
     console.print(
-        "Why was each decision made? "
-        f"SYNCD_DATABASE__URL={rt.settings.database.url} syncd history <prospect id>",
+        f"Why was each decision made? Try:\n  SYNCD_DATABASE__URL={url} {syncd} history "
+        f"{prospect_id}",
         markup=False,
         highlight=False,
+        soft_wrap=True,
     )
 
 
@@ -161,6 +206,7 @@ async def run(args: argparse.Namespace, settings: Settings | None) -> int:
             syncing = progress.add_task("syncing prospects", total=polls.total_queued or 1)
             await _drain(rt, stats, progress, syncing)
         _summary(console, world, rt, stats, time.monotonic() - started)
+        _hint(console, rt, await _example_prospect(rt, world))
         if args.once:
             return 0
         console.print(

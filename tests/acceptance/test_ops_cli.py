@@ -3,7 +3,8 @@
 `syncd errors list` at 80 columns (and in a pipe) shows every id whole; every command that prints
 a table or a report has `--json`; `status`, `errors` and `history` never create a database;
 `history` of an unknown id exits 2; `simulate` on a busy port is one line naming the option, and
-`simulate --generate N` serves a world of N prospects.
+`simulate --generate N` serves a world of N prospects; the demo's bar counts what its table
+counts, and its closing hint runs as printed.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -207,3 +210,34 @@ def test_simulate_generate_serves_a_world_of_the_size_asked(tmp_path: Path) -> N
     finally:
         proc.signal(signal.SIGTERM)
         assert proc.wait(30) == 0
+
+
+def test_demo_bar_counts_the_table_and_its_hint_runs_as_printed(tmp_path: Path) -> None:
+    (tmp_path / ".venv").symlink_to(Path(sys.executable).parent.parent)
+    env = base_env(COLUMNS="120")
+    done = subprocess.run(
+        [".venv/bin/syncd", "demo", "--once", "--prospects", "150"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, done.stderr
+    bar = re.search(r"^syncing prospects .* (\d+)/(\d+) ", done.stdout, re.M)
+    table = re.search(r"queue items processed \(prospects, CRM records\) +│ +([\d,]+)", done.stdout)
+    assert bar and table, done.stdout
+    assert bar[1] == bar[2] == table[1].replace(",", ""), done.stdout
+    # the closing hint is a command that runs as printed, with a prospect id from this run
+    lines = done.stdout.splitlines()
+    hint = lines[lines.index("Why was each decision made? Try:") + 1].strip()
+    assert hint.startswith(
+        "SYNCD_DATABASE__URL=sqlite+aiosqlite:///demo.db .venv/bin/syncd history "
+    )
+    history = subprocess.run(
+        ["bash", "-c", hint], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert history.returncode == 0, history.stderr
+    assert history.stdout.startswith(f"History of {hint.rsplit(' ', 1)[1]}")
+    assert "lead" in history.stdout.lower()
