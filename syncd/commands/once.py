@@ -198,6 +198,10 @@ async def run_once(rt: Runtime) -> tuple[RunStats, PollStats, int, list[str]]:
 async def run(args: argparse.Namespace, settings: Settings, **runtime_options: Any) -> int:
     rt = await build_runtime(settings, **runtime_options)
     try:
+        # Log in first: with the token endpoint unreachable nothing can be read (Pardot takes
+        # Salesforce's token too), and one line naming salesforce.login_url and its host says
+        # so better than every feed failing in turn (the CLI prints the APIError).
+        await rt.auth.session()
         if getattr(args, "dry_run", False):
             return await dry_run(rt)
         stats, polls, error_items, paused = await run_once(rt)

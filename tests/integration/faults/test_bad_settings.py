@@ -78,6 +78,11 @@ def test_unreachable_apis_once_exits_1_naming_the_hosts_and_run_keeps_going(
     assert "Traceback" not in done.stderr
     out = done.stdout + done.stderr
     assert "127.0.0.1:9" in out and "salesforce.login_url" in out
+    # it ends in one short line naming the setting and the host, not every feed blaming Pardot
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("syncd once: ") and len(last) < 300, last
+    assert "salesforce.login_url" in last and "127.0.0.1:9" in last
+    assert "pardot" not in last.lower()
 
     env = base_env(**GOOD, SYNCD_DATABASE__URL=f"sqlite+aiosqlite:///{tmp_path}/syncd.db")
     env.update(SYNCD_SYNC__POLL_INTERVAL_S="1", SYNCD_SYNC__SHUTDOWN_GRACE_S="5")
