@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from syncd import __version__, logs
+from syncd.commands._store import RunLock
 from syncd.errors import APIError, AuthError, ConfigError, StoreError
 from syncd.settings import Settings, load_settings
 
@@ -94,6 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     module_name, needs_settings, _ = COMMANDS[args.command]
     settings: Settings | None = None
+    run_lock: RunLock | None = None
     try:
         if needs_settings:
             settings = load_settings(args.config)
@@ -101,6 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             register_configured_secrets(settings)
         else:
             logs.configure()
+        if args.command == "run" and settings is not None:
+            run_lock = RunLock.acquire(settings.database.url)  # one daemon per SQLite file
         module: Any = importlib.import_module(f"syncd.commands.{module_name}")
         return int(asyncio.run(module.run(args, settings)))
     except ConfigError as exc:
@@ -126,6 +130,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # A bug: log it through the scrubbing logger, never Python's raw (unredacted) traceback.
         logs.get(__name__).exception("command_crashed", command=args.command)
         return 1
+    finally:
+        if run_lock is not None:
+            run_lock.release()
 
 
 def register_configured_secrets(settings: Settings) -> None:

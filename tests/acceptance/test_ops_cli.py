@@ -4,7 +4,8 @@
 a table or a report has `--json`; `status`, `errors` and `history` never create a database;
 `history` of an unknown id exits 2; `simulate` on a busy port is one line naming the option, and
 `simulate --generate N` serves a world of N prospects; the demo's bar counts what its table
-counts, and its closing hint runs as printed.
+counts, and its closing hint runs as printed; a second `syncd run` on one SQLite file refuses to
+start while the first keeps running.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import pytest
 from syncd.store import Store
 from syncd.store.models import NewItem, Reason
 
-from . import EXAMPLE_SEED, SYNCD, Simulators, base_env, start_syncd, wait_until
+from . import EXAMPLE_SEED, SYNCD, Simulators, base_env, simulators, start_syncd, wait_until
 
 LONG_MESSAGE = (
     "FIELD_CUSTOM_VALIDATION_EXCEPTION: Phone must be in the format +1 555 0100 for US leads, "
@@ -241,3 +242,48 @@ def test_demo_bar_counts_the_table_and_its_hint_runs_as_printed(tmp_path: Path) 
     assert history.returncode == 0, history.stderr
     assert history.stdout.startswith(f"History of {hint.rsplit(' ', 1)[1]}")
     assert "lead" in history.stdout.lower()
+
+
+def test_a_second_run_on_one_sqlite_file_refuses_and_the_first_keeps_running(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path}/syncd.db"
+    with simulators(tmp_path) as sims:
+        env = sims.run_env(url, SYNCD_SYNC__SHUTDOWN_GRACE_S="5")
+        first = start_syncd(["run"], env=env, cwd=tmp_path, name="first")
+        try:
+            wait_until(
+                lambda: (
+                    any(e["event"] == "schema_migrated" for e in first.events())
+                    or (tmp_path / "syncd.db-run.lock").is_file()
+                ),
+                what="the first `syncd run` to start",
+            )
+            second = subprocess.run(
+                [*SYNCD, "run"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60
+            )
+            assert second.returncode == 1, second.stderr
+            lines = second.stderr.strip().splitlines()
+            assert len(lines) == 1, second.stderr
+            assert f"another `syncd run` (pid {first.pid})" in lines[0]
+            assert str(tmp_path / "syncd.db") in lines[0] and "PostgreSQL" in lines[0]
+            assert first.popen.poll() is None, "the first must keep running"
+            first.signal(signal.SIGTERM)
+            assert first.wait(60) == 0
+        finally:
+            first.stop()
+        # the lock went with the first process: a new daemon starts
+        again = start_syncd(["run"], env=env, cwd=tmp_path, name="again")
+        try:
+            wait_until(
+                lambda: (
+                    any(e["event"] == "service_started" for e in again.events())
+                    or again.popen.poll() is not None
+                ),
+                what="the next `syncd run` to start",
+            )
+            assert again.popen.poll() is None, again.stderr()
+            again.signal(signal.SIGTERM)
+            assert again.wait(60) == 0
+        finally:
+            again.stop()
