@@ -253,10 +253,7 @@ def test_a_second_run_on_one_sqlite_file_refuses_and_the_first_keeps_running(
         first = start_syncd(["run"], env=env, cwd=tmp_path, name="first")
         try:
             wait_until(
-                lambda: (
-                    any(e["event"] == "schema_migrated" for e in first.events())
-                    or (tmp_path / "syncd.db-run.lock").is_file()
-                ),
+                lambda: any(e["event"] == "service_started" for e in first.events()),
                 what="the first `syncd run` to start",
             )
             second = subprocess.run(
