@@ -17,7 +17,7 @@ from typing import Any
 
 from syncd import __version__, logs
 from syncd.commands._store import RunLock
-from syncd.errors import APIError, AuthError, ConfigError, StoreError
+from syncd.errors import APIError, AuthError, BudgetExhaustedError, ConfigError, StoreError
 from syncd.settings import Settings, load_settings
 
 # command -> (module under syncd.commands, needs settings, help line)
@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, bool, str]] = {
     "history": ("history", True, "what was decided for a prospect, and why"),
     "preflight": ("preflight", True, "read-only report of what the first sync will do"),
     "migrate": ("migrate", True, "bring the database schema to the latest version"),
+    "relink": ("relink", True, "rebuild links from sync.crm_link_field (the link's mirror)"),
     # check loads its own settings: a health check exits 0 or 1 (Docker reserves exit 2)
     "check": ("check", False, "config valid, database reachable and migrated, heartbeat fresh"),
 }
@@ -56,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     }
     p["once"].add_argument(
         "--dry-run", action="store_true", help="print every plan and write nothing"
+    )
+    p["relink"].add_argument(
+        "--dry-run", action="store_true", help="report what would be rebuilt; write nothing"
     )
     p["demo"].add_argument("--once", action="store_true", help="exit when the queue is drained")
     p["demo"].add_argument("--prospects", type=int, default=3000, help="size of the demo data")
@@ -117,6 +121,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Refused credentials are a configuration problem: the message names the settings.
         print(f"syncd {args.command}: login refused: {logs.redact(str(exc))}", file=sys.stderr)
         return 2
+    except BudgetExhaustedError as exc:
+        print(
+            f"syncd {args.command}: {exc.system} API budget spent (nothing was lost; run again "
+            f"later): {logs.redact(str(exc))}",
+            file=sys.stderr,
+        )
+        return 3
     except APIError as exc:
         print(
             f"syncd {args.command}: {exc.system} API error (nothing was lost; run again "

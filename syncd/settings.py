@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -38,6 +39,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from syncd.domain.fieldmap import FieldMap
 from syncd.errors import ConfigError
 
 ENV_PREFIX = "SYNCD_"
@@ -49,6 +51,9 @@ ENV_TOOL_PREFIXES = ("SYNCD_TEST_", "SYNCD_BENCH_")
 
 AuthFlow = Literal["client_credentials", "jwt", "refresh_token", "password"]
 Policy = Literal["crm", "pardot", "recent", "to_pardot", "to_crm", "none"]
+
+
+_CUSTOM_FIELD = re.compile(r"[A-Za-z][A-Za-z0-9_]*__c")
 
 
 class _Section(BaseModel):
@@ -137,6 +142,20 @@ class SyncSettings(_Section):
     retry_base_s: float = Field(default=30.0, gt=0)
     shutdown_grace_s: float = Field(default=30.0, ge=0)
     start_at: str | None = None
+    # The Salesforce custom field on Lead and Contact that mirrors the link (the prospect id).
+    crm_link_field: str | None = None
+
+    @field_validator("crm_link_field")
+    @classmethod
+    def _custom_field(cls, v: str | None) -> str | None:
+        if v is None or v.strip() == "":
+            return None
+        if not _CUSTOM_FIELD.fullmatch(v.strip()):
+            raise ValueError(
+                "must be the API name of a custom text field on Lead and Contact, such as "
+                "Pardot_Prospect_Id__c"
+            )
+        return v.strip()
 
     @model_validator(mode="after")
     def _queue_needs_id(self) -> SyncSettings:
@@ -201,6 +220,13 @@ class Settings(BaseSettings):
     def config_path(self) -> Path | None:
         """The TOML file that was read, for messages that say where to fix a setting."""
         return self._config_path
+
+    @model_validator(mode="after")
+    def _field_map_is_valid(self) -> Settings:
+        # A [fields] entry the real APIs would refuse (a read-only Pardot field written, one
+        # Salesforce field mapped twice) is a configuration error at start, not a crash later.
+        FieldMap.default().with_overrides(self.fields)
+        return self
 
     @classmethod
     def settings_customise_sources(
@@ -287,7 +313,7 @@ def _explain(exc: ValidationError, path: Path | None) -> str:
     for err in exc.errors():
         loc = [str(p) for p in err["loc"]]
         name = ".".join(loc) or "settings"
-        msg = err["msg"]
+        msg = err["msg"].removeprefix("Value error, ")
         hint = _how_to_set(loc[0], ".".join(loc[1:]), path) if len(loc) >= 2 else ""
         if err["type"] == "extra_forbidden":
             msg, hint = _unknown_key(loc, path)

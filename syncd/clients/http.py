@@ -121,10 +121,9 @@ class RetryPolicy:
 
 
 def _is_retriable(exc: BaseException) -> bool:
-    # A spent daily budget does not come back within seconds: let the pipeline pause the side.
-    return isinstance(exc, errors.RetriableAPIError) and not isinstance(
-        exc, errors.BudgetExhaustedError
-    )
+    # A spent daily budget (BudgetExhaustedError, not an APIError) is never retried here: it
+    # does not come back within seconds, the runtime pauses the side.
+    return isinstance(exc, errors.RetriableAPIError)
 
 
 NO_RETRY = RetryPolicy(max_attempts=1)

@@ -15,8 +15,14 @@ Errors, classified by the v5 body code (`{"code": int, "message": str}`), not by
   sent again; a second refusal -> `AuthError` naming what to check.
 - 49 / 181 / 182 / 201 -> `AuthError` naming the setting to fix (`pardot.business_unit_id`,
   `pardot.base_url`, the user's Account Engagement access).
-- Any other 4xx (180 invalid fields, 192 no such object, 219 deleted, 4 invalid email, ...) ->
-  `PermanentAPIError` with the code and message. `get_prospect` returns None for 192.
+- Any other 4xx -> `PermanentAPIError` with the API's code and message kept whole (the error
+  queue shows them): 51 (an unknown name in `fields`: `Invalid parameter: fields. It contains
+  an invalid or unknown field: X.`), 154 (an unknown property in a write body: `Invalid property
+  in request: X`), 180 (invalid fields for create/update; a read-only property in a write body
+  is refused as 154 or 180, UNCONFIRMED which), 219 (deleted record), 4 (invalid email), ...
+- Not found: 404 code 109 `The requested record was not found.` (the v5 answer) and code 192
+  (older texts: object does not exist) both mean "not found" (wire-formats C.3a):
+  `get_prospect` returns None, `delete_prospect` counts it as done.
 
 Retries and idempotency: reads, updates, upserts and deletes are retried under the `RetryPolicy`.
 `create_prospect` is not idempotent (a POST whose answer was lost may have created the prospect),
@@ -75,7 +81,7 @@ T = TypeVar("T")
 
 _RETRIABLE_CODES = frozenset({66, 183, 202, 214})
 _CONFIG_CODES = frozenset({49, 181, 182, 201})
-_GONE_CODE = "192"
+_GONE_CODES = frozenset({"109", "192"})  # both "not found" (wire-formats C.3a)
 _EXPIRED_TOKEN_CODE = "210"
 _UNSENT_TRANSPORT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 _NUMERIC_SEGMENT = re.compile(r"/\d+(?=/|$)")
@@ -291,7 +297,7 @@ class PardotClient:
                 read=_reader("prospect"),
             )
         except errors.PermanentAPIError as exc:
-            if exc.code == _GONE_CODE:
+            if exc.code in _GONE_CODES:
                 return None
             raise
 
@@ -338,7 +344,7 @@ class PardotClient:
         try:
             await self._call("DELETE", f"{PROSPECTS}/{int(prospect_id)}", read=_ignore)
         except errors.PermanentAPIError as exc:
-            if exc.code != _GONE_CODE:
+            if exc.code not in _GONE_CODES:
                 raise
 
     # ----- users and emails ------------------------------------------------------------------
@@ -494,7 +500,7 @@ class PardotClient:
         params: Mapping[str, Any] | None,
         body: Any,
         token: str,
-    ) -> tuple[httpx.Response, errors.APIError | None]:
+    ) -> tuple[httpx.Response, errors.APIError | errors.BudgetExhaustedError | None]:
         headers = {
             "Authorization": f"Bearer {token}",
             "Pardot-Business-Unit-Id": self._business_unit_id,
@@ -531,7 +537,7 @@ class _StaleToken(errors.AuthError):
     """A 401 / code 184: the token may be renewed once before this becomes an `AuthError`."""
 
 
-def _classify(response: httpx.Response) -> errors.APIError | None:
+def _classify(response: httpx.Response) -> errors.APIError | errors.BudgetExhaustedError | None:
     """The error an answer carries (None for 2xx); never raises."""
     status = response.status_code
     if status < 300:
@@ -552,7 +558,9 @@ def _classify(response: httpx.Response) -> errors.APIError | None:
     return _error_for(status, code, message)
 
 
-def _error_for(status: int, code: int | None, message: str) -> errors.APIError:
+def _error_for(
+    status: int, code: int | None, message: str
+) -> errors.APIError | errors.BudgetExhaustedError:
     kw: dict[str, Any] = {
         "system": SYSTEM,
         "status": status,
@@ -587,7 +595,7 @@ _CONFIG_HINTS = {
 }
 
 
-def _outcome(error: errors.APIError | None) -> str:
+def _outcome(error: errors.APIError | errors.BudgetExhaustedError | None) -> str:
     if error is None:
         return "ok"
     if isinstance(error, errors.BudgetExhaustedError):

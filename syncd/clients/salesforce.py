@@ -77,6 +77,8 @@ _REFUSED_CODES = frozenset({"REQUEST_LIMIT_EXCEEDED", "UNABLE_TO_LOCK_ROW"})
 _UNSENT_TRANSPORT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
+_BudgetSignal = errors.BudgetExhaustedError  # (SaveResult's field `errors` hides the module)
+
 # -- values --------------------------------------------------------------------------------
 
 
@@ -92,12 +94,15 @@ class SaveResult:
         retriable: True when the record failed only because its whole chunk failed transiently
             (its `errors` carry that chunk's error code). For creates this means the outcome is
             unknown: re-match before creating again.
+        budget: set when the record's chunk was refused for the daily API limit (not
+            processed): the side is to pause, the record was not saved and can be sent again.
     """
 
     id: str | None
     success: bool
     errors: tuple[errors.ErrorDetail, ...]
     retriable: bool = False
+    budget: _BudgetSignal | None = None
 
 
 @dataclass(frozen=True)
@@ -300,7 +305,9 @@ def _with_duplicates(message: str, dup: Mapping[str, Any]) -> str:
     return f"{message} ({'; '.join(extra)})" if extra else message
 
 
-def classify(response: httpx.Response) -> tuple[errors.APIError, bool]:
+def classify(
+    response: httpx.Response,
+) -> tuple[errors.APIError | errors.BudgetExhaustedError, bool]:
     """The error for a non-2xx `response`, and whether it proves the request was not processed."""
     status = response.status_code
     retry_after = http.retry_after_s(response)
@@ -337,6 +344,7 @@ def classify(response: httpx.Response) -> tuple[errors.APIError, bool]:
                 f"{limit.message} (the org's rolling 24 h API limit is spent: Salesforce calls "
                 "pause until usage drops)"
             )
+            del kwargs["details"]
             return errors.BudgetExhaustedError(**kwargs), True
         return errors.RetriableAPIError(**kwargs), True
     if "UNABLE_TO_LOCK_ROW" in codes:
@@ -464,7 +472,9 @@ def _date_field(body: Mapping[str, Any], key: str, status: int) -> datetime:
 class _Failure(Exception):
     """One attempt's error, with whether it proves the request was not processed."""
 
-    def __init__(self, error: errors.APIError, unprocessed: bool) -> None:
+    def __init__(
+        self, error: errors.APIError | errors.BudgetExhaustedError, unprocessed: bool
+    ) -> None:
         super().__init__(str(error))
         self.error = error
         self.unprocessed = unprocessed
@@ -876,18 +886,20 @@ class SalesforceClient:
         outcomes = await asyncio.gather(*(bounded(s) for s in starts), return_exceptions=True)
         failures = [o for o in outcomes if isinstance(o, BaseException)]
         for failure in failures:
-            if not isinstance(failure, errors.APIError):
+            if not isinstance(failure, errors.APIError | errors.BudgetExhaustedError):
                 raise failure
         if failures and len(failures) == len(outcomes):
             raise failures[0]
         results: list[SaveResult] = []
         for start, outcome in zip(starts, outcomes, strict=True):
-            if isinstance(outcome, errors.APIError):
+            if isinstance(outcome, errors.APIError | errors.BudgetExhaustedError):
                 detail = errors.ErrorDetail(code=outcome.code, message=outcome.message)
                 size = min(COLLECTION_MAX_RECORDS, len(items) - start)
-                retriable = isinstance(outcome, errors.RetriableAPIError)
+                budget = outcome if isinstance(outcome, errors.BudgetExhaustedError) else None
+                retriable = budget is not None or isinstance(outcome, errors.RetriableAPIError)
                 results.extend(
-                    SaveResult(ids[start + i], False, (detail,), retriable) for i in range(size)
+                    SaveResult(ids[start + i], False, (detail,), retriable, budget)
+                    for i in range(size)
                 )
                 log.warning(
                     "salesforce_chunk_failed",

@@ -111,10 +111,19 @@ async def _example_prospect(rt: Runtime, world: World) -> int | None:
     return next((i for i, link in links.items() if link.crm_type == "Lead"), min(links))
 
 
-def _summary(console: Console, world: World, rt: Runtime, stats: RunStats, wall_s: float) -> None:
+async def _links(rt: Runtime, limit: int) -> list[tuple[int, str]]:
+    """Live links from syncd's store: the one source of truth for prospect <-> CRM record (the
+    prospect's own link fields are read-only in Pardot and never written: RULES.md 2a)."""
+    async with rt.store.read() as tx:
+        return await rt.store.links.live(tx, limit=limit)
+
+
+async def _summary(
+    console: Console, world: World, rt: Runtime, stats: RunStats, wall_s: float
+) -> None:
     sf, pd = world.salesforce, world.pardot
     prospects = pd.prospects()
-    linked = sum(1 for p in prospects if p.get("salesforceId"))
+    linked = len(await _links(rt, len(prospects) + 1))
     table = Table(title="What syncd did", show_header=True, header_style="bold")
     table.add_column("")
     table.add_column("count", justify="right")
@@ -136,7 +145,7 @@ def _summary(console: Console, world: World, rt: Runtime, stats: RunStats, wall_
     console.print(
         f"Salesforce now holds {len(sf.records('Lead')):,} Leads, "
         f"{len(sf.records('Contact')):,} Contacts and {len(sf.records('Task')):,} Tasks; "
-        f"{linked:,} of {len(prospects):,} prospects carry a Salesforce id."
+        f"syncd's store links {linked:,} of {len(prospects):,} prospects to a CRM record."
     )
     console.print(
         f"API calls: Salesforce {calls.get('salesforce', 0):,}, Pardot {calls.get('pardot', 0):,}"
@@ -161,17 +170,16 @@ def _hint(console: Console, rt: Runtime, prospect_id: int | None) -> None:
     )
 
 
-def _user_edits(world: World, rng: Random) -> str:
+async def _user_edits(world: World, rt: Runtime, rng: Random) -> str:
     """A simulated user changes something on one side; returns what, for the console."""
-    prospects = [p for p in world.pardot.prospects() if p.get("salesforceId")]
-    if not prospects:
+    pairs = await _links(rt, 500)
+    if not pairs:
         return "nothing to edit yet"
-    p = rng.choice(prospects)
+    prospect_id, crm_id = rng.choice(pairs)
     if rng.random() < 0.5:
         title = rng.choice(["VP Sales", "Director", "Architect", "CEO", "Consultant"])
-        world.pardot.edit_prospect(p["id"], {"jobTitle": title, "score": rng.randrange(200)})
-        return f"a marketer edited prospect {p['id']} in Pardot (jobTitle={title!r}, score)"
-    crm_id = p["salesforceId"]
+        world.pardot.edit_prospect(prospect_id, {"jobTitle": title, "score": rng.randrange(200)})
+        return f"a marketer edited prospect {prospect_id} in Pardot (jobTitle={title!r}, score)"
     sobject = "Contact" if crm_id.startswith("003") else "Lead"
     phone = f"+1 555 {rng.randrange(1000, 9999)}"
     world.salesforce.modify(sobject, crm_id, {"Phone": phone})
@@ -205,7 +213,7 @@ async def run(args: argparse.Namespace, settings: Settings | None) -> int:
             progress.update(polling, total=1, completed=1)
             syncing = progress.add_task("syncing prospects", total=polls.total_queued or 1)
             await _drain(rt, stats, progress, syncing)
-        _summary(console, world, rt, stats, time.monotonic() - started)
+        await _summary(console, world, rt, stats, time.monotonic() - started)
         _hint(console, rt, await _example_prospect(rt, world))
         if args.once:
             return 0
@@ -216,7 +224,7 @@ async def run(args: argparse.Namespace, settings: Settings | None) -> int:
         rng = Random(11)
         while True:
             await asyncio.sleep(DEMO_POLL_INTERVAL_S)
-            console.print(f"  {_user_edits(world, rng)}")
+            console.print(f"  {await _user_edits(world, rt, rng)}")
             before = stats.crm_fields + stats.pardot_fields
             await Pollers(rt).poll_all()
             await _drain(rt, stats, None, None)
