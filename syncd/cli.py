@@ -18,6 +18,7 @@ from typing import Any
 from syncd import __version__, logs
 from syncd.commands._store import RunLock
 from syncd.errors import APIError, AuthError, BudgetExhaustedError, ConfigError, StoreError
+from syncd.runtime import signals
 from syncd.settings import Settings, load_settings
 
 # command -> (module under syncd.commands, needs settings, help line)
@@ -60,6 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p["relink"].add_argument(
         "--dry-run", action="store_true", help="report what would be rebuilt; write nothing"
+    )
+    p["once"].add_argument(
+        "--wait-budget",
+        action="store_true",
+        help="when a side's API budget is spent, wait for it instead of exiting 3",
     )
     p["demo"].add_argument("--once", action="store_true", help="exit when the queue is drained")
     p["demo"].add_argument("--prospects", type=int, default=3000, help="size of the demo data")
@@ -110,7 +116,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run" and settings is not None:
             run_lock = RunLock.acquire(settings.database.url)  # one daemon per SQLite file
         module: Any = importlib.import_module(f"syncd.commands.{module_name}")
-        return int(asyncio.run(module.run(args, settings)))
+        rc = int(asyncio.run(module.run(args, settings)))
+        if signals.stop_was_signalled():
+            # A stopped command returned: never let a driver thread still waiting on a locked
+            # store hold the interpreter's exit up (see syncd.runtime.signals).
+            signals.exit_promptly(rc)
+        return rc
     except ConfigError as exc:
         print(f"syncd {args.command}: configuration error: {exc}", file=sys.stderr)
         return 2

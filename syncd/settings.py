@@ -141,6 +141,9 @@ class SyncSettings(_Section):
     max_attempts: int = Field(default=8, ge=1)
     retry_base_s: float = Field(default=30.0, gt=0)
     shutdown_grace_s: float = Field(default=30.0, ge=0)
+    login_backoff_s: float = Field(default=300.0, gt=0)
+    login_refusals_at_start: int = Field(default=1, ge=1)
+    login_refusals_later: int = Field(default=3, ge=1)
     start_at: str | None = None
     # The Salesforce custom field on Lead and Contact that mirrors the link (the prospect id).
     crm_link_field: str | None = None

@@ -6,6 +6,10 @@ transports, polls every feed, drains the queue with a progress bar, and prints w
 against what the simulated Salesforce and Pardot now hold. Without `--once` it then keeps going:
 every few seconds a simulated user edits a prospect or a CRM record, and syncd syncs it, until
 Ctrl-C.
+
+The drain is `syncd.runtime.worker` in burst mode, as in `syncd once` and `syncd run`: the same
+failure handling and the same stop. The first Ctrl-C (or SIGTERM) lets the batches in flight
+finish within `DEMO_GRACE_S`, then releases them; a second one stops at once.
 """
 
 from __future__ import annotations
@@ -15,8 +19,10 @@ import asyncio
 import contextlib
 import os
 import shlex
+import signal
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from random import Random
 from typing import Any
@@ -26,9 +32,17 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from syncd import logs
-from syncd.runtime.pipeline import Pipeline, RunStats
+from syncd.runtime.pipeline import RunStats, Work
 from syncd.runtime.pollers import Pollers
+from syncd.runtime.signals import Stop, StopSignals
 from syncd.runtime.wiring import Runtime, build_runtime
+from syncd.runtime.worker import (
+    RELEASE_TIMEOUT_S,
+    Worker,
+    run_workers,
+    unless_stopped,
+    wait_any,
+)
 from syncd.settings import Settings
 from syncd.simulators.generate import generate_seed
 from syncd.simulators.world import World
@@ -36,12 +50,17 @@ from syncd.simulators.world import World
 DEFAULT_DB = "demo.db"
 DEMO_POLL_INTERVAL_S = 5.0
 DEMO_WORKERS = 2
+DEMO_GRACE_S = 10.0  # the first Ctrl-C waits this long for the batches in flight
 
 
 def _demo_settings(world: World, database_url: str) -> Settings:
     overrides: dict[str, Any] = world.settings_overrides()
     overrides["database"] = {"url": database_url}
-    overrides["sync"] = {"poll_interval_s": DEMO_POLL_INTERVAL_S, "workers": DEMO_WORKERS}
+    overrides["sync"] = {
+        "poll_interval_s": DEMO_POLL_INTERVAL_S,
+        "workers": DEMO_WORKERS,
+        "shutdown_grace_s": DEMO_GRACE_S,
+    }
     overrides["log"] = {"level": "warning"}
     return Settings(**overrides)
 
@@ -63,26 +82,33 @@ async def _pending(rt: Runtime) -> int:
     return int(counts.pending + counts.claimed)
 
 
-async def _drain(rt: Runtime, stats: RunStats, progress: Progress | None, task: Any) -> None:
-    # The bar counts what the summary table counts (queue items processed): the items done so
-    # far plus those still waiting, so items queued during the drain (follow-ups, records the
-    # sync itself touched) grow the total instead of leaving the bar short of the table.
+async def _drain(
+    rt: Runtime, stats: RunStats, stop: Stop, progress: Progress | None, task: Any
+) -> None:
+    """Burst workers until nothing is due (or a stop), advancing the progress bar."""
+    # The bar counts what the summary table counts (queue items processed, `stats.items`):
+    # items queued during the drain (follow-ups, records the sync itself touched) grow the
+    # total instead of leaving the bar short of the table.
+    total = await _pending(rt)
     before = stats.items
+    if progress is not None:
+        progress.update(task, total=total, completed=0)
 
-    async def show() -> None:
+    def settled(_works: Sequence[Work], _retried: int, _failed: int) -> None:
+        nonlocal total
+        done = stats.items - before
+        total = max(total, done)
         if progress is not None:
-            done = stats.items - before
-            progress.update(task, total=done + await _pending(rt), completed=done)
+            progress.update(task, total=total, completed=done)
 
-    await show()
-
-    async def worker(n: int) -> None:
-        pipeline = Pipeline(rt, worker_id=f"demo-{n}", stats=stats)
-        while await pipeline.run_batch():
-            await show()
-
-    await asyncio.gather(*(worker(n) for n in range(DEMO_WORKERS)))
-    await show()
+    workers = [
+        Worker(rt, worker_id=f"demo-{n}", stop=stop, burst=True, stats=stats, on_settled=settled)
+        for n in range(DEMO_WORKERS)
+    ]
+    await run_workers(workers, stop, grace_s=rt.settings.sync.shutdown_grace_s)
+    if progress is not None and not stop.is_requested:
+        done = stats.items - before
+        progress.update(task, total=done, completed=done)
 
 
 def _syncd_command() -> str:
@@ -152,6 +178,12 @@ async def _summary(
         f" in {wall_s:.1f} s.",
         markup=False,
     )
+    console.print(
+        "Why was each decision made? "
+        f"SYNCD_DATABASE__URL={rt.settings.database.url} syncd history <prospect id>",
+        markup=False,
+        highlight=False,
+    )
 
 
 def _hint(console: Console, rt: Runtime, prospect_id: int | None) -> None:
@@ -196,43 +228,81 @@ async def run(args: argparse.Namespace, settings: Settings | None) -> int:
     if not args.database:
         _fresh_sqlite(url)
     demo_settings = _demo_settings(world, url)
-    rt = await build_runtime(demo_settings, transports=world.transports())
+    stop = Stop()
+
+    def graceful(sig: signal.Signals) -> None:
+        console.print(
+            f"stopping: finishing the batches in flight (up to {DEMO_GRACE_S:.0f} s); "
+            "Ctrl-C again to stop at once"
+        )
+        stop.request(sig)
+
+    with StopSignals(graceful, stop.force, backstop_grace_s=DEMO_GRACE_S):
+        rt = await build_runtime(demo_settings, transports=world.transports())
+        try:
+            await _sync(args, console, world, rt, stop)
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            stop.force()
+        finally:
+            await _close(rt, stop)
+    if stop.is_requested:
+        console.print("stopped.")
+    return stop.exit_code
+
+
+async def _sync(
+    args: argparse.Namespace, console: Console, world: World, rt: Runtime, stop: Stop
+) -> None:
+    """The first sync with a progress bar, then (without --once) simulated users until stopped."""
     stats = RunStats()
     started = time.monotonic()
-    try:
-        with Progress(
-            TextColumn("[progress.description]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            transient=False,
-        ) as progress:
-            polling = progress.add_task("polling Pardot and Salesforce", total=None)
-            polls = await Pollers(rt).poll_all()
-            progress.update(polling, total=1, completed=1)
-            syncing = progress.add_task("syncing prospects", total=polls.total_queued or 1)
-            await _drain(rt, stats, progress, syncing)
-        await _summary(console, world, rt, stats, time.monotonic() - started)
-        _hint(console, rt, await _example_prospect(rt, world))
-        if args.once:
-            return 0
+    with Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as progress:
+        polling = progress.add_task("polling Pardot and Salesforce", total=None)
+        polls = await unless_stopped(Pollers(rt).poll_all(), stop)
+        if polls is None:
+            return
+        progress.update(polling, total=1, completed=1)
+        syncing = progress.add_task("syncing prospects", total=polls.total_queued or 1)
+        await _drain(rt, stats, stop, progress, syncing)
+    if stop.is_requested:
+        return
+    await _summary(console, world, rt, stats, time.monotonic() - started)
+    _hint(console, rt, await _example_prospect(rt, world))
+    if args.once:
+        return
+    console.print(
+        f"\nKeeping the sync running (a poll every {DEMO_POLL_INTERVAL_S:.0f} s); "
+        "simulated users make changes. Ctrl-C to stop."
+    )
+    rng = Random(11)
+    while True:
+        await wait_any(stop.requested.wait(), timeout_s=DEMO_POLL_INTERVAL_S)
+        if stop.requested.is_set():
+            return
+        console.print(f"  {await _user_edits(world, rt, rng)}")
+        before = stats.crm_fields + stats.pardot_fields
+        if await unless_stopped(Pollers(rt).poll_all(), stop) is None:
+            return
+        await _drain(rt, stats, stop, None, None)
         console.print(
-            f"\nKeeping the sync running (a poll every {DEMO_POLL_INTERVAL_S:.0f} s); "
-            "simulated users make changes. Ctrl-C to stop."
+            f"  synced: {stats.crm_fields + stats.pardot_fields - before} field(s) updated"
         )
-        rng = Random(11)
-        while True:
-            await asyncio.sleep(DEMO_POLL_INTERVAL_S)
-            console.print(f"  {await _user_edits(world, rt, rng)}")
-            before = stats.crm_fields + stats.pardot_fields
-            await Pollers(rt).poll_all()
-            await _drain(rt, stats, None, None)
-            console.print(
-                f"  synced: {stats.crm_fields + stats.pardot_fields - before} field(s) updated"
-            )
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        console.print("stopped.")
-        return 0
-    finally:
+
+
+async def _close(rt: Runtime, stop: Stop) -> None:
+    """Close the runtime; after a stop, never wait long on a store that does not answer."""
+    if not stop.is_requested:
         await rt.aclose()
+        return
+    try:
+        async with asyncio.timeout(RELEASE_TIMEOUT_S):
+            await rt.aclose()
+    except Exception:  # stopping: the store's leases cover anything left
+        logs.get(__name__).warning("close_failed")

@@ -1,6 +1,6 @@
 """The reconcile pipeline: claim a batch, load both sides in bulk, decide per prospect, apply.
 
-One call of `Pipeline.run_batch()`:
+One batch, as `syncd.runtime.worker.Worker.batch()` runs it (`claim`, then `process`):
 
 1. **claim** up to `sync.batch_size` due items (a lease; other workers skip them).
 2. **load** everything the batch needs in a few calls: prospects (the poller's snapshot when it
@@ -19,10 +19,11 @@ One call of `Pipeline.run_batch()`:
 Per item: success -> complete; `RetriableAPIError` -> retry later with `domain.retry` backoff;
 `PermanentAPIError` (also per-record collection errors) -> the sync error queue with code and
 message. `BudgetExhaustedError` is not an `APIError`, so no `except APIError` here swallows it:
-raised while loading, it leaves `process` and the caller releases the batch; raised while
+raised while loading, it leaves `process` and the worker releases the batch; raised while
 applying, `process` settles the batch with every unfinished item given back without using an
 attempt (what was done stays done: a created Lead stays linked), then raises it so the side
-pauses. A plan that changes nothing writes nothing, so reprocessing an item is harmless.
+pauses (`syncd.runtime.worker`'s docstring has the whole table, bugs included). A plan that
+changes nothing writes nothing, so reprocessing an item is harmless.
 """
 
 from __future__ import annotations
@@ -255,7 +256,6 @@ class RunStats:
     skipped: int = 0
     retried: int = 0
     errors: int = 0
-    plans: list[Plan] = field(default_factory=list)
 
 
 # -- one unit of work ---------------------------------------------------------------------------
@@ -319,13 +319,10 @@ class _TaskJob:
 class Pipeline:
     """Claims and syncs batches of queued items for one worker."""
 
-    def __init__(
-        self, rt: Runtime, *, worker_id: str, stats: RunStats | None = None, dry_run: bool = False
-    ) -> None:
+    def __init__(self, rt: Runtime, *, worker_id: str, stats: RunStats | None = None) -> None:
         self.rt = rt
         self.worker_id = worker_id
         self.stats = stats if stats is not None else RunStats()
-        self.dry_run = dry_run
         self._pardot_fields = list(rt.field_map.pardot_fields())
 
     # -- claim ---------------------------------------------------------------------------
@@ -345,40 +342,6 @@ class Pipeline:
         items: list[QueueItem] = await rt.store.run(take)
         return items
 
-    async def run_batch(self) -> int:
-        """Claim and sync one batch; returns how many items were claimed (0: none due).
-
-        Raises `BudgetExhaustedError` (after releasing the batch) when a side is paused.
-        """
-        self.rt.budget.check("salesforce")
-        self.rt.budget.check("pardot")
-        items = await self.claim()
-        if not items:
-            return 0
-        try:
-            await self.process(items)
-        except errors.BudgetExhaustedError:
-            await self._release(items)
-            raise
-        except BaseException:
-            # Anything unexpected: give the items back so nothing is lost; the lease would
-            # expire anyway, this just makes them due at once.
-            await asyncio.shield(self._release(items))
-            raise
-        finally:
-            try:
-                await self.rt.budget.sync()
-            except Exception as exc:  # counting must never fail a batch
-                log.warning("api_usage_sync_failed", error=type(exc).__name__)
-        return len(items)
-
-    async def _release(self, items: Sequence[QueueItem]) -> None:
-        now = self.rt.clock()
-        ids = [i.id for i in items]
-        await self.rt.store.run(
-            lambda tx: self.rt.store.queue.release(tx, ids, worker_id=self.worker_id, now=now)
-        )
-
     # -- the whole batch -------------------------------------------------------------------
 
     async def process(self, items: Sequence[QueueItem]) -> list[Work]:
@@ -387,11 +350,6 @@ class Pipeline:
         directory = await self.rt.directory()
         await self._load(works, directory)
         self._decide(works, directory)
-        if self.dry_run:
-            for w in works:
-                if w.plan is not None:
-                    self.stats.plans.append(w.plan)
-            return works
         try:
             await self._apply(works, directory)
         except errors.BudgetExhaustedError as signal:

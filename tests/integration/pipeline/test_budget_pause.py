@@ -191,7 +191,7 @@ async def test_load_prospects(make_sync: MakeSync, monkeypatch: pytest.MonkeyPat
     s.later(seconds=5)
     s.sf.modify("Lead", LEAD, {"Title": "CTO"})  # the CRM feed queues p:1 without a snapshot
     pending = arm(s, monkeypatch, Step(pardot("GET", "/prospects/1"), "spend", "pardot"))
-    assert await s.once() == 0
+    assert await s.once() == 3  # stopped with work left: the spent budget
     assert pending == []
     await assert_paused_without_attempt(s, "pardot")
     assert s.prospect(1).get("jobTitle") != "CTO"
@@ -204,7 +204,7 @@ async def test_load_prospects(make_sync: MakeSync, monkeypatch: pytest.MonkeyPat
 async def test_load_crm_lookup(make_sync: MakeSync, monkeypatch: pytest.MonkeyPatch) -> None:
     s = make_sync(seed_with())
     pending = arm(s, monkeypatch, Step(sf_query("Email IN ("), "spend", "salesforce"))
-    assert await s.once() == 0
+    assert await s.once() == 3  # stopped with work left: the spent budget
     assert pending == []
     await assert_paused_without_attempt(s, "salesforce")
     assert s.leads() == []
@@ -219,7 +219,7 @@ async def test_load_crm_lookup(make_sync: MakeSync, monkeypatch: pytest.MonkeyPa
 async def test_lead_create(make_sync: MakeSync, monkeypatch: pytest.MonkeyPatch) -> None:
     s = make_sync(seed_with())
     pending = arm(s, monkeypatch, Step(sf_collection("POST", "Lead"), "spend", "salesforce"))
-    assert await s.once() == 0
+    assert await s.once() == 3  # stopped with work left: the spent budget
     assert pending == []
     await assert_paused_without_attempt(s, "salesforce")
     assert s.leads() == []
@@ -239,7 +239,7 @@ async def test_lead_rematch_after_a_lost_create(
         Step(sf_collection("POST", "Lead"), "lose", "salesforce"),
         Step(sf_query("Email IN ("), "spend", "salesforce"),
     )
-    assert await s.once() == 0
+    assert await s.once() == 3  # stopped with work left: the spent budget
     assert pending == []
     await assert_paused_without_attempt(s, "salesforce")
     assert len(s.leads("p@example.com")) == 1  # created once, answer lost
@@ -252,7 +252,7 @@ async def test_lead_rematch_after_a_lost_create(
 async def test_crm_update(make_sync: MakeSync, monkeypatch: pytest.MonkeyPatch) -> None:
     s = make_sync(seed_with(prospect={"jobTitle": "Engineer"}, lead={}))
     pending = arm(s, monkeypatch, Step(sf_collection("PATCH", "Lead"), "spend", "salesforce"))
-    assert await s.once() == 0
+    assert await s.once() == 3  # stopped with work left: the spent budget
     assert pending == []
     await assert_paused_without_attempt(s, "salesforce")
     assert not s.sf.get("Lead", LEAD).get("Title")
@@ -264,7 +264,7 @@ async def test_crm_update(make_sync: MakeSync, monkeypatch: pytest.MonkeyPatch) 
 async def test_task_create(make_sync: MakeSync, monkeypatch: pytest.MonkeyPatch) -> None:
     s = make_sync(seed_with(lead={}, emails=WELCOME), sync=START)
     pending = arm(s, monkeypatch, Step(sf_collection("POST", "Task"), "spend", "salesforce"))
-    assert await s.once() == 0
+    assert await s.once() == 3  # stopped with work left: the spent budget
     assert pending == []
     await assert_paused_without_attempt(s, "salesforce")
     assert s.tasks() == []
@@ -284,7 +284,7 @@ async def test_task_search(make_sync: MakeSync, monkeypatch: pytest.MonkeyPatch)
     assert (item.attempts, item.last_error_code) == (1, "TIMEOUT")  # a real failure
     s.later(hours=2)  # its retry is due
     pending.append(Step(sf_query("FROM Task"), "spend", "salesforce"))
-    assert await s.once() == 0
+    assert await s.once() == 3  # stopped with work left: the spent budget
     assert pending == []
     await assert_paused_without_attempt(s, "salesforce", attempts=1)
     assert len(s.tasks(LEAD)) == 1
@@ -297,7 +297,7 @@ async def test_task_search(make_sync: MakeSync, monkeypatch: pytest.MonkeyPatch)
 async def test_pardot_update(make_sync: MakeSync, monkeypatch: pytest.MonkeyPatch) -> None:
     s = make_sync(seed_with(lead={"Phone": "+1 555"}))
     pending = arm(s, monkeypatch, Step(pardot("PATCH", "/prospects/1"), "spend", "pardot"))
-    assert await s.once() == 0
+    assert await s.once() == 3  # stopped with work left: the spent budget
     assert pending == []
     await assert_paused_without_attempt(s, "pardot")
     assert not s.prospect(1).get("phone")
@@ -312,7 +312,7 @@ async def test_pardot_update(make_sync: MakeSync, monkeypatch: pytest.MonkeyPatc
 async def test_pardot_poller(make_sync: MakeSync, monkeypatch: pytest.MonkeyPatch) -> None:
     s = make_sync(seed_with())
     pending = arm(s, monkeypatch, Step(pardot("GET", "/objects/prospects"), "spend", "pardot"))
-    assert await s.once() == 0
+    assert await s.once() == 3  # stopped with work left: the spent budget
     assert pending == []
     assert "paused for API budget: pardot" in s.last_out
     assert await queued(s, "p:1") == []  # nothing read, nothing queued, nothing lost
@@ -325,7 +325,7 @@ async def test_pardot_poller(make_sync: MakeSync, monkeypatch: pytest.MonkeyPatc
 async def test_salesforce_poller(make_sync: MakeSync, monkeypatch: pytest.MonkeyPatch) -> None:
     s = make_sync(seed_with())
     pending = arm(s, monkeypatch, Step(sf_query("SystemModstamp >="), "spend", "salesforce"))
-    assert await s.once() == 0
+    assert await s.once() == 3  # stopped with work left: the spent budget
     assert pending == []
     # The Pardot feed queued the prospect; the paused side keeps it waiting, unclaimed.
     await assert_paused_without_attempt(s, "salesforce")
