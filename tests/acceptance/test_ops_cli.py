@@ -284,3 +284,33 @@ def test_a_second_run_on_one_sqlite_file_refuses_and_the_first_keeps_running(
             assert again.wait(60) == 0
         finally:
             again.stop()
+
+
+def test_once_json_reports_the_summary_under_stable_keys(tmp_path: Path) -> None:
+    with simulators(tmp_path) as sims:
+        env = sims.run_env(f"sqlite+aiosqlite:///{tmp_path}/syncd.db")
+        done = subprocess.run(
+            [*SYNCD, "once", "--json"],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            stdin=subprocess.DEVNULL,
+        )
+        assert done.returncode == 0, done.stderr
+        report = json.loads(done.stdout)
+        assert report["leads_created"] == 3
+        assert report["error_items"] == 0 and report["items_left"] == 0
+        assert report["exit_code"] == 0 and report["stopped_by"] is None
+        assert report["api_calls"]["salesforce"] > 0 and report["api_calls"]["pardot"] > 0
+        assert report["summary"].startswith("syncd once: ")
+        refused = subprocess.run(
+            [*SYNCD, "once", "--json", "--dry-run"],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert refused.returncode == 2 and "--dry-run" in refused.stderr
