@@ -427,19 +427,16 @@ class Service:
     def _observe_api_calls(self) -> None:
         """Count API calls by system and outcome for /metrics and /readyz.
 
-        The clients report every call to `rt.budget.record` (their `on_call` hook); this wraps
-        that bound method on this instance so the budget keeps counting as before.
+        A hook on both clients' call hooks (beside the budget's and the log's), registered once.
         """
-        budget = self.rt.budget
-        record = budget.record
+        for client in (self.rt.salesforce, self.rt.pardot):
+            if self._count_api_call not in client.call_hooks:
+                client.call_hooks.append(self._count_api_call)
 
-        def counting(call: CallRecord) -> None:
-            record(call)
-            self.metrics.api_calls.inc(system=call.system, outcome=call.outcome)
-            if call.outcome == "ok":
-                self._api_ok.add(call.system)
-
-        budget.record = counting  # type: ignore[method-assign,assignment]  # instance hook, see docstring
+    def _count_api_call(self, call: CallRecord) -> None:
+        self.metrics.api_calls.inc(system=call.system, outcome=call.outcome)
+        if call.outcome == "ok":
+            self._api_ok.add(call.system)
 
     def healthz(self) -> Check:
         """Alive: the event loop ticks, no loop task died, and the login is not refused."""
