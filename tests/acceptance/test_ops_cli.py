@@ -36,11 +36,19 @@ LONG_MESSAGE = (
 )
 
 
-def _cli(tmp: Path, *args: str, columns: int = 80, **env: str) -> subprocess.CompletedProcess[str]:
+def _cli(
+    tmp: Path, *args: str, columns: int | None = 80, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """`syncd ARGS` with stdout a pipe, COLUMNS set (or, for None, unset as in a cron job)."""
     settings = {"SYNCD_DATABASE__URL": f"sqlite+aiosqlite:///{tmp}/syncd.db", **env}
+    full = base_env(**settings)
+    full.pop("COLUMNS", None)
+    full.pop("LINES", None)
+    if columns is not None:
+        full["COLUMNS"] = str(columns)
     return subprocess.run(
         [*SYNCD, *args],
-        env=base_env(COLUMNS=str(columns), **settings),
+        env=full,
         cwd=tmp,
         capture_output=True,
         text=True,
@@ -86,13 +94,16 @@ def _store_with_errors(tmp: Path) -> list[int]:
     return asyncio.run(fill())
 
 
-@pytest.mark.parametrize("columns", [80, 60, 200])
-def test_errors_list_fits_the_terminal_and_shows_every_id(tmp_path: Path, columns: int) -> None:
+@pytest.mark.parametrize("columns", [80, 60, 200, None])
+def test_errors_list_fits_the_terminal_and_shows_every_id(
+    tmp_path: Path, columns: int | None
+) -> None:
     ids = _store_with_errors(tmp_path)
     done = _cli(tmp_path, "errors", "list", columns=columns)  # stdout is a pipe here
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert all(len(ln) <= columns for ln in lines), "\n".join(ln for ln in lines if len(ln) > 80)
+    width = columns or 80  # a pipe with no COLUMNS gets 80
+    assert all(len(ln) <= width for ln in lines), "\n".join(ln for ln in lines if len(ln) > width)
     for item_id in ids:
         # the id a user types into `errors retry ID` starts a line, whole
         assert any(ln.split() and ln.split()[0] == str(item_id) for ln in lines), done.stdout
