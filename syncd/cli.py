@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("ids", nargs="*", metavar="ID", help="Pardot prospect ids")
     r.add_argument("--crm-id", action="append", default=[], metavar="ID")
     r.add_argument("--email", action="append", default=[], metavar="ADDR")
-    for name in ("status", "history", "preflight", "errors", "check", "once"):
+    for name in ("status", "history", "preflight", "errors", "check", "once", "relink"):
         p[name].add_argument("--json", action="store_true", help="machine-readable output")
     p["history"].add_argument("id", metavar="ID", help="Pardot prospect id")
     p["preflight"].add_argument("--limit", type=int, default=10, metavar="N")

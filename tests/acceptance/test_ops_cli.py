@@ -27,7 +27,16 @@ import pytest
 from syncd.store import Store
 from syncd.store.models import NewItem, Reason
 
-from . import EXAMPLE_SEED, SYNCD, Simulators, base_env, simulators, start_syncd, wait_until
+from . import (
+    EXAMPLE_SEED,
+    SYNCD,
+    Simulators,
+    base_env,
+    read_store,
+    simulators,
+    start_syncd,
+    wait_until,
+)
 
 LONG_MESSAGE = (
     "FIELD_CUSTOM_VALIDATION_EXCEPTION: Phone must be in the format +1 555 0100 for US leads, "
@@ -325,3 +334,37 @@ def test_once_json_reports_the_summary_under_stable_keys(tmp_path: Path) -> None
             timeout=60,
         )
         assert refused.returncode == 2 and "--dry-run" in refused.stderr
+
+
+MIRROR = "Pardot_Prospect_Id__c"
+
+
+def test_relink_json_reports_the_links_it_would_rebuild(tmp_path: Path) -> None:
+    seed = json.loads(EXAMPLE_SEED.read_text())
+    field = {"name": MIRROR, "type": "string", "length": 18, "updateable": True}
+    seed["salesforce"]["custom_fields"] = {"Lead": [field], "Contact": [field]}
+    seed_file = tmp_path / "seed.json"
+    seed_file.write_text(json.dumps(seed))
+    with simulators(tmp_path, seed=seed_file) as sims:
+        env = sims.run_env(
+            f"sqlite+aiosqlite:///{tmp_path}/syncd.db", SYNCD_SYNC__CRM_LINK_FIELD=MIRROR
+        )
+
+        def cli(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [*SYNCD, *args], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=180
+            )
+
+        assert cli("once").returncode == 0
+        linked = read_store(
+            f"sqlite+aiosqlite:///{tmp_path}/syncd.db",
+            lambda store, tx: store.links.live(tx, limit=100),
+        )
+        assert linked
+        (tmp_path / "syncd.db").unlink()  # the store is lost; the mirror in Salesforce is not
+        assert cli("migrate").returncode == 0
+        done = cli("relink", "--dry-run", "--json")
+        assert done.returncode == 0, done.stderr
+        report = json.loads(done.stdout)
+        assert report["dry_run"] is True and report["field"] == MIRROR
+        assert sorted((p, c) for p, c in report["rebuilt"]) == sorted(linked)
