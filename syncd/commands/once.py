@@ -2,7 +2,7 @@
 
 The drain is `syncd.runtime.worker.Worker` in burst mode (arq's): the same loop, and the same
 failure handling, as `syncd run` and `syncd demo`; items are claimed batch after batch until none
-is due, then the command returns. Exit codes (INTERFACES.md):
+is due, then the command returns. Exit codes (docs/interfaces.md):
 
 - 3: it stopped with work left because a side's API budget is spent (the summary says how many
   items wait and until when); 3 wins over 1. `--wait-budget` waits for the budget instead.
