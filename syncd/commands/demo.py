@@ -17,7 +17,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
+import shlex
 import signal
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -83,16 +86,20 @@ async def _drain(
     rt: Runtime, stats: RunStats, stop: Stop, progress: Progress | None, task: Any
 ) -> None:
     """Burst workers until nothing is due (or a stop), advancing the progress bar."""
+    # The bar counts what the summary table counts (queue items processed, `stats.items`):
+    # items queued during the drain (follow-ups, records the sync itself touched) grow the
+    # total instead of leaving the bar short of the table.
     total = await _pending(rt)
+    before = stats.items
     if progress is not None:
         progress.update(task, total=total, completed=0)
-    done = 0
 
-    def settled(works: Sequence[Work], _retried: int, _failed: int) -> None:
-        nonlocal done
-        done += sum(len(w.items) for w in works)
+    def settled(_works: Sequence[Work], _retried: int, _failed: int) -> None:
+        nonlocal total
+        done = stats.items - before
+        total = max(total, done)
         if progress is not None:
-            progress.update(task, completed=min(done, total))
+            progress.update(task, total=total, completed=done)
 
     workers = [
         Worker(rt, worker_id=f"demo-{n}", stop=stop, burst=True, stats=stats, on_settled=settled)
@@ -100,7 +107,34 @@ async def _drain(
     ]
     await run_workers(workers, stop, grace_s=rt.settings.sync.shutdown_grace_s)
     if progress is not None and not stop.is_requested:
-        progress.update(task, completed=total)
+        done = stats.items - before
+        progress.update(task, total=done, completed=done)
+
+
+def _syncd_command() -> str:
+    """How the reader runs syncd from here: the executable that is running now, as a path."""
+    exe = Path(sys.argv[0])
+    if exe.name != "syncd" or not exe.is_file():
+        candidate = Path(sys.executable).parent / "syncd"
+        if not candidate.is_file():
+            return f"{shlex.quote(sys.executable)} -m syncd"
+        exe = candidate
+    exe = Path(os.path.abspath(exe))  # not resolve(): keep the path through a symlinked venv
+    try:
+        shown = str(exe.relative_to(Path.cwd()))
+    except ValueError:
+        return shlex.quote(str(exe))
+    return shlex.quote(shown if "/" in shown else f"./{shown}")
+
+
+async def _example_prospect(rt: Runtime, world: World) -> int | None:
+    """A prospect this run linked (one that got a new Lead if any), for the closing hint."""
+    ids = sorted(int(p["id"]) for p in world.pardot.prospects())[:500]
+    async with rt.store.read() as tx:
+        links = await rt.store.links.by_prospect_ids(tx, ids)
+    if not links:
+        return None
+    return next((i for i, link in links.items() if link.crm_type == "Lead"), min(links))
 
 
 async def _links(rt: Runtime, limit: int) -> list[tuple[int, str]]:
@@ -149,6 +183,22 @@ async def _summary(
         f"SYNCD_DATABASE__URL={rt.settings.database.url} syncd history <prospect id>",
         markup=False,
         highlight=False,
+    )
+
+
+def _hint(console: Console, rt: Runtime, prospect_id: int | None) -> None:
+    """A command the reader can paste as it is: the real executable and a real prospect id."""
+    url = shlex.quote(rt.settings.database.url)
+    syncd = _syncd_command()
+    if prospect_id is None:
+        console.print(f"See the store: SYNCD_DATABASE__URL={url} {syncd} status", markup=False)
+        return
+    console.print(
+        f"Why was each decision made? Try:\n  SYNCD_DATABASE__URL={url} {syncd} history "
+        f"{prospect_id}",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
     )
 
 
@@ -225,6 +275,7 @@ async def _sync(
     if stop.is_requested:
         return
     await _summary(console, world, rt, stats, time.monotonic() - started)
+    _hint(console, rt, await _example_prospect(rt, world))
     if args.once:
         return
     console.print(

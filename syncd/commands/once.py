@@ -2,7 +2,7 @@
 
 The drain is `syncd.runtime.worker.Worker` in burst mode (arq's): the same loop, and the same
 failure handling, as `syncd run` and `syncd demo`; items are claimed batch after batch until none
-is due, then the command returns. Exit codes (INTERFACES.md):
+is due, then the command returns. Exit codes (docs/interfaces.md):
 
 - 3: it stopped with work left because a side's API budget is spent (the summary says how many
   items wait and until when); 3 wins over 1. `--wait-budget` waits for the budget instead.
@@ -126,6 +126,33 @@ def summary_line(
     if result is not None:
         parts.extend(_left_parts(rt, result))
     return "syncd once: " + "; ".join(parts)
+
+
+def summary_json(rt: Runtime, result: OnceResult) -> dict[str, Any]:
+    """The summary of `syncd once --json`: the same facts as the line, under stable keys."""
+    stats, calls = result.stats, rt.budget.calls_made
+    return {
+        "items_processed": stats.items,
+        "leads_created": stats.leads_created,
+        "records_linked": stats.linked,
+        "crm_fields_updated": stats.crm_fields,
+        "pardot_fields_updated": stats.pardot_fields,
+        "tasks_logged": stats.tasks,
+        "owners_changed": stats.owners_changed,
+        "prospects_created": stats.prospects_created,
+        "marked_crm_deleted": stats.marked_deleted,
+        "to_retry_later": stats.retried,
+        "error_items": result.error_items,
+        "items_left": result.items_left,
+        "api_calls": {"salesforce": calls.get("salesforce", 0), "pardot": calls.get("pardot", 0)},
+        "paused_for_budget": sorted({*result.paused, *result.polls.paused}),
+        "feeds_not_read": dict(sorted(result.polls.failed.items())),
+        "stopped_by": result.stop.signal.name if result.stop.signal is not None else None,
+        "exit_code": result.exit_code,
+        "summary": summary_line(
+            stats, result.polls, rt, result.error_items, result.paused, result=result
+        ),
+    }
 
 
 def _left_parts(rt: Runtime, result: OnceResult) -> list[str]:
@@ -326,6 +353,10 @@ async def _wait_for_budget(rt: Runtime, systems: Sequence[str], stop: Stop) -> N
 
 
 async def run(args: argparse.Namespace, settings: Settings, **runtime_options: Any) -> int:
+    as_json = bool(getattr(args, "json", False))
+    if as_json and getattr(args, "dry_run", False):
+        sys.stderr.write("syncd once: --json is for the summary; --dry-run prints plans as text\n")
+        return 2
     if getattr(args, "dry_run", False):
         rt = await build_runtime(settings, **runtime_options)
         try:
@@ -337,9 +368,16 @@ async def run(args: argparse.Namespace, settings: Settings, **runtime_options: A
     with StopSignals.for_stop(stop, backstop_grace_s=grace_s) as stops:
         rt = await build_runtime(settings, **runtime_options)
         try:
+            # Log in first: with the token endpoint unreachable nothing can be read (Pardot
+            # takes Salesforce's token too), and one line naming salesforce.login_url and its
+            # host says so better than every feed failing in turn (the CLI prints the error).
+            await rt.auth.session()
             result = await run_once(
                 rt, stop=stop, wait_budget=bool(getattr(args, "wait_budget", False))
             )
+            if as_json:
+                sys.stdout.write(json.dumps(summary_json(rt, result), indent=2) + "\n")
+                return result.exit_code
             line = summary_line(
                 result.stats, result.polls, rt, result.error_items, result.paused, result=result
             )

@@ -15,6 +15,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from syncd.commands._store import open_existing_store
 from syncd.runtime.budget import ApiBudget, SideFigures
 from syncd.runtime.login import LOGIN_FAILING_KV
 from syncd.runtime.snapshot import Snapshot, read_snapshot
@@ -23,12 +24,7 @@ from syncd.store import Store
 
 
 async def run(args: argparse.Namespace, settings: Settings) -> int:
-    store = await Store.open(
-        settings.database.url,
-        busy_timeout_ms=settings.database.busy_timeout_ms,
-        migrate=False,
-        check_schema=True,
-    )
+    store = await open_existing_store(settings)
     try:
         now = datetime.now(UTC)
         snap = await read_snapshot(store, now=now, stale_s=settings.ops.heartbeat_stale_s)
