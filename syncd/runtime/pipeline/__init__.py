@@ -33,6 +33,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from syncd import errors
+from syncd.domain.models import Directory
 from syncd.domain.plan import Plan
 from syncd.runtime.pipeline import settle as settling
 from syncd.runtime.pipeline.apply import Applier
@@ -79,17 +80,30 @@ class Pipeline:
         items: list[QueueItem] = await rt.store.run(take)
         return items
 
-    async def _decided(self, items: Sequence[QueueItem]) -> list[Work]:
+    # The stage methods below are the seams tests may patch (a bug or a spent budget injected
+    # in one stage); `process` goes through them.
+
+    async def _load(self, works: list[Work], directory: Directory) -> list[Work]:
+        """The load stage: every work LOADED or FAILED."""
+        return await self.loader.load(works)
+
+    async def _apply(self, board: Board, directory: Directory) -> None:
+        """The apply stage: every DECIDED work of `board` APPLIED, FAILED or PAUSED."""
+        await self.applier.apply(board, directory)
+
+    async def _decided(self, items: Sequence[QueueItem]) -> tuple[list[Work], Directory]:
         works = await self.loader.group(items)
         directory = await self.rt.directory()
-        works = await self.loader.load(works)
-        return decide(works, config=self.rt.config, directory=directory, now=self.rt.clock())
+        works = await self._load(works, directory)
+        now = self.rt.clock()
+        return decide(works, config=self.rt.config, directory=directory, now=now), directory
 
     async def process(self, items: Sequence[QueueItem]) -> list[Work]:
         """Load, decide and apply for claimed `items`; settle every item in the store."""
-        board = Board(await self._decided(items))
+        decided, directory = await self._decided(items)
+        board = Board(decided)
         try:
-            await self.applier.apply(board, await self.rt.directory())
+            await self._apply(board, directory)
         except errors.BudgetExhaustedError as signal:
             # A side's budget ran out mid-apply: what is done stays done, the rest waits.
             for i in range(len(board)):
@@ -113,4 +127,5 @@ class Pipeline:
 
     async def plan_only(self, items: Sequence[QueueItem]) -> list[Plan]:
         """Load and decide without writing anything (`syncd once --dry-run`)."""
-        return [w.plan for w in await self._decided(items) if w.plan is not None]
+        works, _ = await self._decided(items)
+        return [w.plan for w in works if w.plan is not None]
