@@ -1,4 +1,4 @@
-"""Pardot v5 wire -> domain: prospects and sent emails as the runtime's domain values."""
+"""Pardot v5 wire -> domain: prospects and users as the runtime's domain values."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from syncd.domain.fieldmap import PARDOT_LINK_FIELDS
-from syncd.domain.models import Prospect
+from syncd.domain.models import PardotUser, Prospect
 from syncd.domain.values import parse_datetime
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -49,3 +49,13 @@ def native_link(raw: Mapping[str, Any]) -> str | None:
         if isinstance(value, str) and value.strip():
             return value.strip()
     return None
+
+
+def pardot_user_from(raw: Mapping[str, Any]) -> PardotUser:
+    """A domain `PardotUser` from a Pardot v5 user record (`salesforceId` is its CRM username)."""
+    return PardotUser(
+        id=int(raw["id"]),
+        email=raw.get("email"),
+        salesforce_id=raw.get("salesforceId") or None,
+        is_deleted=bool(raw.get("isDeleted")),
+    )

@@ -17,10 +17,11 @@ from syncd import logs
 from syncd.clients import http
 from syncd.clients.auth import SalesforceAuth
 from syncd.clients.pardot import PardotClient
+from syncd.clients.prospects import pardot_user_from
 from syncd.clients.records import CrmRecords
 from syncd.clients.salesforce import SalesforceClient
 from syncd.domain.fieldmap import FieldMap
-from syncd.domain.models import CrmType, Directory, PardotUser, SyncConfig
+from syncd.domain.models import CrmType, Directory, SyncConfig
 from syncd.runtime.budget import ApiBudget
 from syncd.settings import Settings
 from syncd.store import Store
@@ -100,14 +101,7 @@ async def load_directory(rt: Runtime) -> Directory:
     """Read Pardot users and Salesforce users (two calls, once per refresh)."""
     session = await rt.auth.session()
     raw_users = await rt.pardot.list_users(list(PARDOT_USER_FIELDS))
-    pardot_users = {}
-    for u in raw_users:
-        pardot_users[int(u["id"])] = PardotUser(
-            id=int(u["id"]),
-            email=u.get("email"),
-            salesforce_id=u.get("salesforceId") or None,
-            is_deleted=bool(u.get("isDeleted")),
-        )
+    pardot_users = {u.id: u for u in map(pardot_user_from, raw_users)}
     crm_users = await rt.crm.users()
     # Queues are Groups, whose ids always start with 00G (`Directory.is_queue` checks that), so
     # no call is spent listing them; the configured assignment queue is named explicitly.
