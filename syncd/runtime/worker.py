@@ -106,7 +106,6 @@ class Worker:
         self.login = login
         self.wait_budget = wait_budget
         self.paused: dict[str, errors.BudgetExhaustedError] = {}
-        self.bugs = 0
 
     # -- the loop -------------------------------------------------------------------------------
 
@@ -166,7 +165,7 @@ class Worker:
         if self.burst and not await self._work_left():
             return True
         wait_s = min(max(exc.retry_after_s or 0.0, idle_s), BUDGET_WAIT_MAX_S)
-        log.info("budget_wait", worker_id=self.worker_id, system=exc.system, wait_s=wait_s)
+        log.debug("budget_wait", worker_id=self.worker_id, system=exc.system, wait_s=wait_s)
         await self._nap(wait_s)
         await self._sync_budget()  # the 24-hour counts move on (and other processes count)
         return False
@@ -181,7 +180,7 @@ class Worker:
     async def batch(self) -> int:
         """Claim one batch and sync it; returns how many items were claimed (0: none due).
 
-        Raises what the table of the module docstring says, after settling the items.
+        Raises what the module docstring lists, after releasing or parking the items.
         """
         self.rt.budget.check("salesforce")
         self.rt.budget.check("pardot")
@@ -241,7 +240,6 @@ class Worker:
         message = logs.redact(f"unexpected {type(exc).__name__} while syncing: {exc}")[:500]
         log.error("batch_failed_unexpectedly", worker_id=self.worker_id, items=len(items),
                   error=message)  # fmt: skip
-        self.bugs += 1
         give_up = [i.id for i in items if i.attempts >= sync.max_attempts]
         again = [i for i in items if i.attempts < sync.max_attempts]
         queue = self.rt.store.queue
