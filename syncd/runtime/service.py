@@ -49,7 +49,7 @@ from syncd.clients.http import CallRecord
 from syncd.domain.models import CrmType
 from syncd.runtime import pollers as feeds
 from syncd.runtime.leader import Election, election_for
-from syncd.runtime.login import LOGIN_FAILING_KV, LoginWatch
+from syncd.runtime.login import LoginWatch, save_login_state
 from syncd.runtime.metrics import SyncdMetrics
 from syncd.runtime.ops import Check, OpsHandlers, OpsServer, parse_listen
 from syncd.runtime.pipeline import RunStats, Work
@@ -372,15 +372,8 @@ class Service:
         await self.rt.store.run(write)
 
     async def _write_login_state(self, tx: Any, *, clear: bool = False) -> None:
-        """The failing login in the store (for `syncd check` / `status`), or its removal."""
-        kv = self.rt.store.kv
         entry = None if clear else self.login.entry(self.process_id)
-        if entry is not None:
-            await kv.set(tx, LOGIN_FAILING_KV, entry, now=self.rt.clock())
-            return
-        current = await kv.get(tx, LOGIN_FAILING_KV)
-        if isinstance(current, dict) and current.get("process_id") == self.process_id:
-            await kv.delete(tx, LOGIN_FAILING_KV)
+        await save_login_state(self.rt.store, tx, self.process_id, entry, now=self.rt.clock())
 
     async def _heartbeat_loop(self) -> None:
         while not self.stopping:
