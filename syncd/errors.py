@@ -8,7 +8,8 @@ SyncdError
       ├── RetriableAPIError    try again later: 5xx, 429, timeouts, resets, UNABLE_TO_LOCK_ROW,
       │    │                   Pardot 66 / 183 / 214, a malformed or truncated answer
       │    └── BudgetExhaustedError  the daily API limit (REQUEST_LIMIT_EXCEEDED, Pardot 122) or
-      │                        syncd's own share of it is used up: pause that side until it allows
+      │         │              syncd's own share of it is used up: pause that side until it allows
+      │         └── SidePausedError  an operator paused the side (console): wait for resume
       ├── PermanentAPIError    retrying cannot help: validation, required field, invalid email,
       │    │                   duplicate rule, converted lead, deleted record: to the error queue
       │    └── PagingLoopError a paging token repeated: the API is misbehaving, stop this read
@@ -81,6 +82,14 @@ class RetriableAPIError(APIError):
 
 class BudgetExhaustedError(RetriableAPIError):
     """The daily API budget is spent (the org's, or syncd's configured share): pause this side."""
+
+
+class SidePausedError(BudgetExhaustedError):
+    """An operator paused this side from the console: poll and sync nothing until resumed.
+
+    A `BudgetExhaustedError` so every loop that already waits out a spent budget (pollers skip
+    the side, workers wait, `syncd once` exits 3) treats an operator's pause the same way.
+    """
 
 
 class PermanentAPIError(APIError):

@@ -136,6 +136,7 @@ class SyncSettings(_Section):
 class OpsSettings(_Section):
     listen: str | None = None
     bearer_token: SecretStr | None = None
+    viewer_token: SecretStr | None = None  # read-only console and API access
     heartbeat_stale_s: float = Field(default=120.0, gt=0)
 
     @field_validator("listen")
@@ -147,6 +148,12 @@ class OpsSettings(_Section):
         if not sep or not port.isdigit() or not (0 < int(port) < 65536):
             raise ValueError("must be host:port, for example 127.0.0.1:9108")
         return v
+
+
+class AlertSettings(_Section):
+    webhook_url: SecretStr | None = None  # Slack-compatible incoming webhook (a secret URL)
+    error_queue_threshold: int = Field(default=100, ge=1)
+    check_interval_s: float = Field(default=60.0, gt=0)
 
 
 class LogSettings(_Section):
@@ -177,6 +184,7 @@ class Settings(BaseSettings):
     pardot: PardotSettings = PardotSettings()
     sync: SyncSettings = SyncSettings()
     ops: OpsSettings = OpsSettings()
+    alerts: AlertSettings = AlertSettings()
     log: LogSettings = LogSettings()
     fields: dict[str, FieldSetting] = Field(default_factory=dict)
 
