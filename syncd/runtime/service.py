@@ -136,6 +136,7 @@ class Service:
         self._background: list[asyncio.Task[None]] = []
         self._last_tick = time.monotonic()
         self._api_ok: set[str] = set()
+        self._login_refused: set[str] = set()
         self._ops: OpsServer | None = None
         self._held_feeds: frozenset[str] = frozenset()
         self._polled_at: dict[str, datetime] = {}  # last successful poll of each feed held here
@@ -205,14 +206,21 @@ class Service:
         return self.exit_code
 
     async def _start_ops(self, listen: str) -> None:
+        """The web console and /healthz, /readyz, /metrics on `ops.listen` (syncd.runtime.ops)."""
+        from syncd.web.app import build_app
+        from syncd.web.views import ConsoleContext
+
         host, port = parse_listen(listen)
-        token = self.settings.ops.bearer_token
-        self._ops = OpsServer(
-            OpsHandlers(self.healthz, self.readyz, self.render_metrics),
-            host=host,
-            port=port,
-            bearer_token=token.get_secret_value() if token else None,
+        handlers = OpsHandlers(self.healthz, self.readyz, self.render_metrics)
+        ctx = ConsoleContext(
+            store=self.rt.store,
+            settings=self.settings,
+            clock=self.rt.clock,
+            handlers=handlers,
+            login_state=self.login_state,
+            field_map=self.rt.field_map,
         )
+        self._ops = OpsServer(handlers, host=host, port=port, app=build_app(ctx))
         try:
             await self._ops.start()
         except OSError as exc:
@@ -220,6 +228,11 @@ class Service:
                 f"ops.listen = {listen!r}: cannot listen there ({exc.strerror}); choose a free "
                 "port or unset it (SYNCD_OPS__LISTEN)"
             ) from None
+
+    @property
+    def ops_port(self) -> int | None:
+        """The console's bound port (None when `ops.listen` is unset)."""
+        return None if self._ops is None else self._ops.port
 
     async def _shutdown(self) -> None:
         grace_s = self.settings.sync.shutdown_grace_s
@@ -491,8 +504,21 @@ class Service:
             self.metrics.api_calls.inc(system=call.system, outcome=call.outcome)
             if call.outcome == "ok":
                 self._api_ok.add(call.system)
+                self._login_refused.discard(call.system)
+            elif call.outcome == "auth":
+                self._login_refused.add(call.system)
 
         budget.record = counting  # type: ignore[method-assign,assignment]  # instance hook, see docstring
+
+    def login_state(self) -> dict[str, str]:
+        """Per side: "ok", "refused" (credentials refused) or "no successful call yet"."""
+        out: dict[str, str] = {}
+        for system in ("salesforce", "pardot"):
+            if system in self._login_refused:
+                out[system] = "refused"
+            else:
+                out[system] = "ok" if system in self._api_ok else "no successful call yet"
+        return out
 
     def healthz(self) -> Check:
         """Alive: the event loop ticks and no loop task died."""
@@ -506,14 +532,19 @@ class Service:
             async with asyncio.timeout(5.0):
                 current, head = await self.rt.store.migration_state()
             reasons["store"] = "ok" if current == head else f"schema {current}, needs {head}"
+            async with asyncio.timeout(5.0), self.rt.store.read() as tx:
+                paused = await self.rt.store.control.paused(tx)
         except Exception as exc:
             reasons["store"] = f"unreachable: {type(exc).__name__}"
+            paused = {}
         for system in ("salesforce", "pardot"):
             if system not in self._api_ok:
                 reasons[system] = "no successful call yet"
                 continue
             decision = self.rt.budget.decision(system)
             reasons[system] = "ok" if decision.allowed else f"paused: {decision.reason}"
+            if system in paused:
+                reasons[system] = f"paused by {paused[system].get('by', 'an operator')}"
         if self.stopping:
             reasons["service"] = "stopping"
         ok = all(v == "ok" for v in reasons.values())

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, and_, cast, func, insert, select
+from sqlalchemy import ColumnElement, String, and_, cast, func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from syncd.store.audit import _line
@@ -140,6 +140,15 @@ class ConsoleRepo:
         stmt = select(q).where(where).order_by(q.c.updated_at.desc(), q.c.id.desc()).limit(limit)
         return total, [_item(r) for r in (await tx.execute(stmt)).all()]
 
+    async def prospects_of_items(self, tx: AsyncConnection, item_ids: list[int]) -> list[int]:
+        """The prospect ids named by these queue items (sorted, distinct)."""
+        pids: set[int] = set()
+        for start in range(0, len(item_ids), 500):
+            part = item_ids[start : start + 500]
+            rows = await tx.execute(select(q.c.prospect_id).where(q.c.id.in_(part)))
+            pids.update(p for p in rows.scalars().all() if p is not None)
+        return sorted(pids)
+
     # -- prospects -----------------------------------------------------------------------------
 
     async def search(self, tx: AsyncConnection, text: str, *, limit: int = 50) -> list[int]:
@@ -160,7 +169,10 @@ class ConsoleRepo:
             found.update((await tx.execute(queued.limit(limit))).scalars().all())
             return sorted(found)[:limit]
         ids = [text] + ([text[:15]] if len(text) == 18 else [])
-        stmt = select(lk.c.prospect_id).where(lk.c.crm_id.in_(ids)).order_by(lk.c.prospect_id)
+        match = lk.c.crm_id.in_(ids)
+        if len(text) == 15:  # the case-sensitive 15-character form of a stored 18-character id
+            match = or_(match, func.substr(lk.c.crm_id, 1, 15) == text)
+        stmt = select(lk.c.prospect_id).where(match).order_by(lk.c.prospect_id)
         found = set((await tx.execute(stmt.limit(limit))).scalars().all())
         audit = (
             select(al.c.prospect_id)
