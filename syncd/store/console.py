@@ -169,7 +169,7 @@ class ConsoleRepo:
             found.update((await tx.execute(queued.limit(limit))).scalars().all())
             return sorted(found)[:limit]
         ids = [text] + ([text[:15]] if len(text) == 18 else [])
-        match = lk.c.crm_id.in_(ids)
+        match: ColumnElement[bool] = lk.c.crm_id.in_(ids)
         if len(text) == 15:  # the case-sensitive 15-character form of a stored 18-character id
             match = or_(match, func.substr(lk.c.crm_id, 1, 15) == text)
         stmt = select(lk.c.prospect_id).where(match).order_by(lk.c.prospect_id)
