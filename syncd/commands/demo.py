@@ -22,17 +22,22 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from syncd import logs
+from syncd import errors, logs
+from syncd.commands import console as console_command
+from syncd.runtime.ops import OpsServer, parse_listen
 from syncd.runtime.pipeline import Pipeline, RunStats
 from syncd.runtime.pollers import Pollers
 from syncd.runtime.wiring import Runtime, build_runtime
 from syncd.settings import Settings
 from syncd.simulators.generate import generate_seed
 from syncd.simulators.world import World
+from syncd.web.app import build_app
+from syncd.web.views import ConsoleContext
 
 DEFAULT_DB = "demo.db"
 DEMO_POLL_INTERVAL_S = 5.0
 DEMO_WORKERS = 2
+DEMO_LISTEN = "127.0.0.1:9108"
 
 
 def _demo_settings(world: World, database_url: str) -> Settings:
@@ -60,6 +65,37 @@ async def _pending(rt: Runtime) -> int:
     return int(counts.pending + counts.claimed)
 
 
+async def _batch(pipeline: Pipeline) -> int:
+    """One batch; 0 while a side is paused (from the console, or for its API budget)."""
+    try:
+        return await pipeline.run_batch()
+    except errors.BudgetExhaustedError:
+        return 0
+
+
+async def _serve_console(rt: Runtime, console: Console) -> OpsServer | None:
+    """The web console on `ops.listen` (default 127.0.0.1:9108, else a free port)."""
+    handlers = console_command.handlers_for(rt.store, rt.settings)
+    ctx = ConsoleContext(
+        store=rt.store,
+        settings=rt.settings,
+        clock=rt.clock,
+        handlers=handlers,
+        field_map=rt.field_map,
+    )
+    host, port = parse_listen(rt.settings.ops.listen or DEMO_LISTEN)
+    for attempt in (port, 0):
+        server = OpsServer(handlers, host=host, port=attempt, app=build_app(ctx))
+        try:
+            await server.start()
+        except OSError:
+            continue
+        console.print(f"Web console: http://{host}:{server.port}/", markup=False, highlight=False)
+        return server
+    console.print(f"(no web console: cannot listen on {host})", markup=False)
+    return None
+
+
 async def _drain(rt: Runtime, stats: RunStats, progress: Progress | None, task: Any) -> None:
     total = await _pending(rt)
     if progress is not None:
@@ -67,7 +103,7 @@ async def _drain(rt: Runtime, stats: RunStats, progress: Progress | None, task: 
 
     async def worker(n: int) -> None:
         pipeline = Pipeline(rt, worker_id=f"demo-{n}", stats=stats)
-        while await pipeline.run_batch():
+        while await _batch(pipeline):
             if progress is not None:
                 progress.update(task, completed=total - await _pending(rt))
 
@@ -146,6 +182,7 @@ async def run(args: argparse.Namespace, settings: Settings | None) -> int:
     rt = await build_runtime(demo_settings, transports=world.transports())
     stats = RunStats()
     started = time.monotonic()
+    web = await _serve_console(rt, console)
     try:
         with Progress(
             TextColumn("[progress.description]{task.description}"),
@@ -181,4 +218,6 @@ async def run(args: argparse.Namespace, settings: Settings | None) -> int:
         console.print("stopped.")
         return 0
     finally:
+        if web is not None:
+            await web.aclose()
         await rt.aclose()
