@@ -106,7 +106,7 @@ class Site:
 
 
 @pytest.fixture
-async def site(tmp_path: Path) -> AsyncIterator[Site]:
+async def site(tmp_path: Path, shots: Path) -> AsyncIterator[Site]:
     world = World(copy.deepcopy(console_seed()))
     overrides = world.settings_overrides()
     settings = Settings(
@@ -122,8 +122,6 @@ async def site(tmp_path: Path) -> AsyncIterator[Site]:
     )
     server = OpsServer(handlers, host="127.0.0.1", port=0, app=build_app(ctx))
     await server.start()
-    shots = ROOT / "docs" if os.environ.get("CONSOLE_SCREENSHOTS") == "1" else tmp_path
-    shots.mkdir(exist_ok=True)
     try:
         yield Site(world, rt, server, shots)
     finally:
@@ -132,17 +130,29 @@ async def site(tmp_path: Path) -> AsyncIterator[Site]:
 
 
 @pytest.fixture
-async def browser() -> AsyncIterator[Any]:
+def chromium() -> Path:
     if not CHROMIUM.exists():
         msg = "no /usr/bin/chromium: apt-get install chromium (.ci/run does)"
         if os.environ.get("CI") == "true":
             pytest.fail(msg)
         pytest.skip(msg)
+    return CHROMIUM
+
+
+@pytest.fixture
+def shots(tmp_path: Path) -> Path:
+    shots = ROOT / "docs" if os.environ.get("CONSOLE_SCREENSHOTS") == "1" else tmp_path
+    shots.mkdir(exist_ok=True)
+    return shots
+
+
+@pytest.fixture
+async def browser(chromium: Path) -> AsyncIterator[Any]:
     from playwright.async_api import async_playwright
 
     async with async_playwright() as pw:
         b = await pw.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS, headless=True
+            executable_path=str(chromium), args=CHROMIUM_FLAGS, headless=True
         )
         try:
             yield b

@@ -25,9 +25,10 @@ LEAD_ANN = "00Q000000000001AAA"
 
 def syncd_status_json(site: Site) -> dict[str, Any]:
     """`syncd status --json` run as a user would: the real CLI in a subprocess."""
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith("SYNCD_") or k == "PATH"
-    } | {"SYNCD_DATABASE__URL": site.rt.settings.database.url, "SYNCD_LOG__LEVEL": "error"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCD_") or k == "PATH"} | {
+        "SYNCD_DATABASE__URL": site.rt.settings.database.url,
+        "SYNCD_LOG__LEVEL": "error",
+    }
     out = subprocess.run(
         [sys.executable, "-m", "syncd", "status", "--json"],
         env=env,
@@ -162,9 +163,7 @@ async def test_a_post_without_the_csrf_token_is_refused(site: Site, page: Any) -
         assert (await site.rt.store.queue.counts(tx, now=site.rt.clock())).error == 3
 
 
-async def test_pause_stops_the_sides_writes_and_resume_restarts_them(
-    site: Site, page: Any
-) -> None:
+async def test_pause_stops_the_sides_writes_and_resume_restarts_them(site: Site, page: Any) -> None:
     await site.sync_pass()
     await sign_in(page, site, ADMIN)
     await page.click("text=Pause salesforce")
