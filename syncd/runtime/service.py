@@ -43,6 +43,7 @@ from syncd.clients.http import CallRecord
 from syncd.domain.models import CrmType
 from syncd.domain.retry import next_attempt
 from syncd.runtime import pollers as feeds
+from syncd.runtime.alerts import Alerter, incidents
 from syncd.runtime.leader import Election, election_for
 from syncd.runtime.metrics import SyncdMetrics
 from syncd.runtime.ops import Check, OpsHandlers, OpsServer, parse_listen
@@ -185,6 +186,8 @@ class Service:
         ]
         if self.notifier.watchdog_interval_s() is not None:
             loops.append(self._watchdog_loop)
+        if self.settings.alerts.webhook_url is not None:
+            loops.append(self._alerts_loop)
         self._background = [asyncio.create_task(f(), name=f.__name__) for f in loops]
         self._workers = [
             asyncio.create_task(self._worker_loop(i), name=f"worker-{i}")
@@ -487,6 +490,33 @@ class Service:
             else:
                 log.error("watchdog_withheld", **detail)
             await asyncio.sleep(interval_s)
+
+    # -- alerts (syncd.runtime.alerts) --------------------------------------------------------
+
+    async def _alerts_loop(self) -> None:
+        url = self.settings.alerts.webhook_url
+        assert url is not None
+        alerter = Alerter(self.rt.store, url.get_secret_value())
+        while not self.stopping:
+            await wait_any(self._stop.wait(), timeout_s=self.settings.alerts.check_interval_s)
+            if self.stopping or feeds.FEED_PARDOT_PROSPECTS not in self._held_feeds:
+                continue  # one sender: the process polling Pardot prospects
+            try:
+                await self.check_alerts(alerter)
+            except Exception as exc:
+                log.warning("alerts_check_failed", error=type(exc).__name__)
+
+    async def check_alerts(self, alerter: Alerter) -> None:
+        """Post what changed in the open incidents (login refused, budget spent, errors)."""
+        async with self.rt.store.read() as tx:
+            counts = await self.rt.store.queue.counts(tx, now=self.rt.clock())
+        current = incidents(
+            login=self.login_state(),
+            figures=self.rt.budget.figures(),
+            error_items=counts.error,
+            threshold=self.settings.alerts.error_queue_threshold,
+        )
+        await alerter.check(current, now=self.rt.clock())
 
     # -- ops endpoint -----------------------------------------------------------------------------
 
