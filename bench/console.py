@@ -5,7 +5,9 @@ with `--prospects` linked prospects (100,000 by default), three audit lines each
 the last 30 days, `--errors` items in the error queue (10,000) under a dozen codes, 5,000
 pending items, API usage and cursors; then starts the real `syncd console` in a child process
 and times each page over real HTTP (`--runs` requests each, after two warm-ups). The aim is
-each page under 200 ms; the results say whether it holds on this machine.
+each page under 200 ms; the results say whether it holds on this machine. The first view of
+a page is reported apart: the first overview or activity view on a store counts the settled
+hours of the last 30 days once (`syncd.web.rollup`), which later views reuse.
 
 Results go to `bench/results/console.md` and `console.json`.
 """
@@ -159,9 +161,12 @@ def time_pages(base: str, runs: int) -> list[dict[str, Any]]:
     headers = {"Authorization": f"Bearer {TOKEN}"}
     with httpx.Client(base_url=base, headers=headers, timeout=60) as client:
         for name, path in PAGES:
-            for _ in range(2):
-                r = client.get(path)
-                _ok(r)
+            t0 = time.perf_counter()
+            r = client.get(path)  # the first view (the activity rollup is counted here)
+            first_ms = (time.perf_counter() - t0) * 1000
+            _ok(r)
+            r = client.get(path)
+            _ok(r)
             times = []
             for _ in range(runs):
                 t0 = time.perf_counter()
@@ -173,6 +178,7 @@ def time_pages(base: str, runs: int) -> list[dict[str, Any]]:
                 {
                     "page": name,
                     "path": path,
+                    "first_ms": round(first_ms, 1),
                     "median_ms": round(statistics.median(times), 1),
                     "p95_ms": round(times[max(0, int(len(times) * 0.95) - 1)], 1),
                     "max_ms": round(times[-1], 1),
@@ -225,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
             pages = serve_and_time(db.url, args.runs)
         results["runs"][kind] = {"rows": counts, "seed_s": seed_s, "pages": pages}
         rows = [
-            [p["page"], p["median_ms"], p["p95_ms"], p["max_ms"],
+            [p["page"], p["first_ms"], p["median_ms"], p["p95_ms"], p["max_ms"],
              "yes" if p["p95_ms"] < AIM_MS else "NO"]
             for p in pages
         ]  # fmt: skip
@@ -233,7 +239,9 @@ def main(argv: list[str] | None = None) -> int:
             f"### {kind}\n\n{counts['links']:,} linked prospects, {counts['audit_lines']:,} "
             f"audit lines, {args.errors:,} errors (+5,000 pending); {args.runs} timed requests "
             f"a page over HTTP to `syncd console` in its own process.\n\n"
-            + markdown_table(["page", "median ms", "p95 ms", "max ms", "p95 < 200 ms"], rows)
+            + markdown_table(
+                ["page", "first view ms", "median ms", "p95 ms", "max ms", "p95 < 200 ms"], rows
+            )
         )
         for p in pages:
             print(f"  {p['page']:<26} median {p['median_ms']:>7} ms  p95 {p['p95_ms']:>7} ms",

@@ -207,27 +207,44 @@ class ConsoleRepo:
         return func.substr(text, 1, width)
 
     async def activity(
-        self, tx: AsyncConnection, *, since: datetime, until: datetime | None = None
+        self,
+        tx: AsyncConnection,
+        *,
+        since: datetime,
+        until: datetime | None = None,
+        width: int = 10,
     ) -> dict[str, dict[str, int]]:
-        """Audit lines per UTC day ('YYYY-MM-DD') and action, for `since <= at < until`."""
-        day = self._bucket(10).label("day")
+        """Audit lines per bucket and action for `since <= at < until` (console actions aside).
+
+        Buckets are the first `width` characters of 'YYYY-MM-DD HH:MM:SS' UTC: 10 = day,
+        13 = hour.
+        """
+        bucket = self._bucket(width).label("bucket")
         where = [al.c.at >= since, ~al.c.action.startswith(ACTION_PREFIX)]
         if until is not None:
             where.append(al.c.at < until)
-        stmt = select(day, al.c.action, func.count()).where(*where).group_by(day, al.c.action)
+        stmt = select(bucket, al.c.action, func.count()).where(*where).group_by(bucket, al.c.action)
         out: dict[str, dict[str, int]] = {}
-        for d, action, n in (await tx.execute(stmt)).all():
-            out.setdefault(str(d), {})[str(action)] = int(n)
+        for b, action, n in (await tx.execute(stmt)).all():
+            out.setdefault(str(b), {})[str(action)] = int(n)
         return out
 
     async def synced_per_bucket(
-        self, tx: AsyncConnection, *, since: datetime, width: int
+        self,
+        tx: AsyncConnection,
+        *,
+        since: datetime,
+        width: int,
+        until: datetime | None = None,
     ) -> dict[str, int]:
-        """Distinct prospects with an audit line per time bucket (`width` as in `_bucket`)."""
+        """Distinct prospects with an audit line per time bucket (`width` as in `activity`)."""
         bucket = self._bucket(width).label("bucket")
+        where = [al.c.at >= since, ~al.c.action.startswith(ACTION_PREFIX)]
+        if until is not None:
+            where.append(al.c.at < until)
         stmt = (
             select(bucket, func.count(func.distinct(al.c.prospect_id)))
-            .where(al.c.at >= since, ~al.c.action.startswith(ACTION_PREFIX))
+            .where(*where)
             .group_by(bucket)
         )
         return {str(b): int(n) for b, n in (await tx.execute(stmt)).all()}

@@ -27,6 +27,7 @@ from syncd.settings import Settings
 from syncd.store import NewItem, Reason, Store
 from syncd.store.console import OUTCOMES, days_back
 from syncd.store.control import SIDES
+from syncd.web import rollup
 
 HISTORY_LIMIT = 500
 GROUP_PAGE = 100
@@ -51,6 +52,10 @@ class ConsoleContext:
     login_state: Callable[[], dict[str, str]] | None = None
     field_map: FieldMap | None = None
     on_change: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    def settle(self) -> timedelta:
+        """How long after an hour ends its audit lines are final (see `syncd.web.rollup`)."""
+        return timedelta(seconds=self.settings.sync.lease_s + 300)
 
     def fields(self) -> FieldMap:
         return self.field_map or FieldMap.default().with_overrides(self.settings.fields)
@@ -90,14 +95,15 @@ async def overview(ctx: ConsoleContext) -> dict[str, Any]:
     day_start = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=23)
     async with ctx.store.read() as tx:
         per_10min = await ctx.store.console.synced_per_bucket(tx, since=hour_start, width=15)
-        per_hour = await ctx.store.console.synced_per_bucket(tx, since=day_start, width=13)
         groups = await ctx.store.console.error_groups(tx)
+    per_hour = await rollup.hours(ctx.store, now=now, settle=ctx.settle())
     hour = [
         (at, per_10min.get(key, 0))
         for key, at in _buckets(hour_start, timedelta(minutes=10), 6, 15)
     ]
     day = [
-        (at, per_hour.get(key, 0)) for key, at in _buckets(day_start, timedelta(hours=1), 24, 13)
+        (at, int(per_hour.get(key, {}).get("p", 0)))
+        for key, at in _buckets(day_start, timedelta(hours=1), 24, 13)
     ]
     login = ctx.login_state() if ctx.login_state is not None else {}
     sides = []
@@ -284,16 +290,23 @@ async def activity(ctx: ConsoleContext) -> dict[str, Any]:
     """Per day and outcome over the last 30 days, with 7- and 30-day totals."""
     now = ctx.clock()
     since = days_back(now, 30)
+    per_day: dict[str, dict[str, int]] = {}
+    for hour, counts in (await rollup.hours(ctx.store, now=now, settle=ctx.settle())).items():
+        sums = per_day.setdefault(hour[:10], {})
+        for action, n in counts.get("a", {}).items():
+            sums[action] = sums.get(action, 0) + int(n)
     async with ctx.store.read() as tx:
-        per_day = await ctx.store.console.activity(tx, since=since)
         actions = await ctx.store.console.actions(tx, since=since, limit=50)
     days = [(since + timedelta(days=i)).strftime("%Y-%m-%d") for i in range(30)]
     days.reverse()
     table: list[dict[str, Any]] = []
     for day in days:
-        counts = per_day.get(day, {})
+        day_counts = per_day.get(day, {})
         table.append(
-            {"day": day, **{o: sum(counts.get(a, 0) for a in acts) for o, acts in OUTCOMES.items()}}
+            {
+                "day": day,
+                **{o: sum(day_counts.get(a, 0) for a in acts) for o, acts in OUTCOMES.items()},
+            }
         )
     totals = {span: {o: sum(r[o] for r in table[:span]) for o in OUTCOMES} for span in (7, 30)}
     return {

@@ -19,7 +19,7 @@ from syncd.commands.status import status_json
 from syncd.runtime.budget import ApiBudget
 from syncd.runtime.control import raise_if_paused
 from syncd.runtime.snapshot import read_snapshot
-from syncd.store import State
+from syncd.store import AuditLine, State
 
 from .conftest import ADMIN, NOW, VIEWER, Console
 
@@ -278,3 +278,17 @@ async def test_every_page_answers(console: Make) -> None:
     r = await c.client.get("/")
     assert "default-src 'none'" in r.headers["content-security-policy"]
     assert (await c.client.get("/static/../app.py")).status_code == 404
+
+
+async def test_settled_hours_are_counted_once_and_new_lines_still_show(console: Make) -> None:
+    c: Console = await console()
+    first = (await c.client.get("/api/activity")).json()
+    async with c.store.read() as tx:
+        kept = await c.store.kv.get(tx, "console.hours")
+    assert kept["2026-03-09 15"]["a"] == {"link": 1, "update_crm": 1}
+    assert "2026-03-10 15" not in kept  # the current hour has not settled
+    async with c.store.transaction() as tx:
+        await c.store.audit.append(tx, [AuditLine(at=NOW, action="create_task", prospect_id=1002)])
+    again = (await c.client.get("/api/activity")).json()
+    assert again["days"][0]["tasks"] == first["days"][0]["tasks"] + 1
+    assert again["totals"]["30"]["linked"] == first["totals"]["30"]["linked"] == 1
