@@ -26,6 +26,7 @@ from syncd.store.tables import links as lk
 from syncd.store.tables import queue_items as q
 
 ACTION_PREFIX = "console."
+VERBS = ("retry", "sync_now", "pause", "resume")  # what `record_action` is called with
 NO_CODE = "(no code)"
 
 # Audit actions counted as each outcome of the Activity page.
@@ -253,7 +254,7 @@ class ConsoleRepo:
         """Console actions (retry, sync now, pause, resume) since `since`, newest first."""
         stmt = (
             select(al)
-            .where(al.c.at >= since, al.c.action.startswith(ACTION_PREFIX))
+            .where(al.c.at >= since, al.c.action.in_([ACTION_PREFIX + v for v in VERBS]))
             .order_by(al.c.at.desc(), al.c.id.desc())
             .limit(limit)
         )
@@ -270,6 +271,8 @@ class ConsoleRepo:
         detail: dict[str, Any] | None = None,
     ) -> None:
         """Audit a console action: one line per prospect it touched (or one line)."""
+        if verb not in VERBS:
+            raise ValueError(f"unknown console action {verb!r}: add it to VERBS")
         rows = [
             {
                 "prospect_id": pid,

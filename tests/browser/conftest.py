@@ -101,8 +101,11 @@ class Site:
                 break
         return stats
 
-    def shot(self, name: str) -> str:
-        return str(self.shots / f"console-{name}.png")
+    tmp: Path
+
+    def shot(self, name: str, *, readme: bool = True) -> str:
+        """Where to save a screenshot (docs/ only for the ones the README shows)."""
+        return str((self.shots if readme else self.tmp) / f"console-{name}.png")
 
 
 @pytest.fixture
@@ -123,7 +126,7 @@ async def site(tmp_path: Path, shots: Path) -> AsyncIterator[Site]:
     server = OpsServer(handlers, host="127.0.0.1", port=0, app=build_app(ctx))
     await server.start()
     try:
-        yield Site(world, rt, server, shots)
+        yield Site(world, rt, server, shots, tmp_path)
     finally:
         await server.aclose()
         await rt.aclose()

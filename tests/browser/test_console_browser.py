@@ -169,7 +169,7 @@ async def test_pause_stops_the_sides_writes_and_resume_restarts_them(site: Site,
     await page.click("text=Pause salesforce")
     await page.wait_for_url(site.url + "/")
     assert "paused by admin" in await page.inner_text('.banner[data-side="salesforce"]')
-    await page.screenshot(path=site.shot("paused"))
+    await page.screenshot(path=site.shot("paused", readme=False))
 
     sf = site.world.salesforce
     writes = sf.counters.writes
@@ -192,4 +192,4 @@ async def test_pause_stops_the_sides_writes_and_resume_restarts_them(site: Site,
     await page.screenshot(path=site.shot("activity"), full_page=False)
     await page.goto(site.url + "/settings")
     assert ADMIN not in await page.content()
-    await page.screenshot(path=site.shot("settings"), full_page=False)
+    await page.screenshot(path=site.shot("settings", readme=False), full_page=False)
