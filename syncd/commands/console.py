@@ -72,7 +72,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         ctx = ConsoleContext(
             store=store, settings=settings, clock=utc_now, handlers=handlers, mode="console"
         )
-        server = OpsServer(handlers, host=host, port=port, app=build_app(ctx))
+        server = OpsServer(handlers, host=host, port=port, app=build_app(ctx), warm_up=ctx.warm_up)
         try:
             await server.start()
         except OSError as exc:

@@ -85,7 +85,9 @@ async def _serve_console(rt: Runtime, console: Console) -> OpsServer | None:
     )
     host, port = parse_listen(rt.settings.ops.listen or DEMO_LISTEN)
     for attempt in (port, 0):
-        server = OpsServer(handlers, host=host, port=attempt, app=build_app(ctx))
+        server = OpsServer(
+            handlers, host=host, port=attempt, app=build_app(ctx), warm_up=ctx.warm_up
+        )
         try:
             await server.start()
         except OSError:

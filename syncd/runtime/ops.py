@@ -84,6 +84,7 @@ class OpsServer:
         bearer_token: str | None = None,
         app: ASGIApp | None = None,
         tls: tuple[str, str] | None = None,
+        warm_up: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         if app is None:
             if handlers is None:
@@ -98,6 +99,8 @@ class OpsServer:
         self._sock: socket.socket | None = None
         self._server: _QuietServer | None = None
         self._task: asyncio.Task[None] | None = None
+        self._warm_up = warm_up
+        self._warm_task: asyncio.Task[None] | None = None
 
     @property
     def host(self) -> str:
@@ -153,9 +156,24 @@ class OpsServer:
         if self._task.done():
             self._task.result()  # raises what stopped it
         log.info("ops_listening", host=self._host, port=self.port, tls=self._tls is not None)
+        if self._warm_up is not None:
+            self._warm_task = asyncio.create_task(self._warm(self._warm_up), name="ops-warm-up")
+
+    @staticmethod
+    async def _warm(fn: Callable[[], Awaitable[None]]) -> None:
+        """Fill the app's caches (the console's hourly counts) before anyone asks."""
+        try:
+            await fn()
+        except Exception as exc:  # a cache: the first page view fills it instead
+            log.warning("ops_warm_up_failed", error=type(exc).__name__)
 
     async def aclose(self) -> None:
         """Stop accepting, let open requests finish (up to `SHUTDOWN_S`), then close."""
+        if self._warm_task is not None:
+            self._warm_task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._warm_task
+            self._warm_task = None
         server, task = self._server, self._task
         self._server, self._task = None, None
         if server is not None and task is not None:

@@ -223,7 +223,9 @@ class Service:
             login_state=self.login_state,
             field_map=self.rt.field_map,
         )
-        self._ops = OpsServer(handlers, host=host, port=port, app=build_app(ctx))
+        self._ops = OpsServer(
+            handlers, host=host, port=port, app=build_app(ctx), warm_up=ctx.warm_up
+        )
         try:
             await self._ops.start()
         except OSError as exc:

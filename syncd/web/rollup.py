@@ -14,6 +14,8 @@ numbers.
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,12 +26,23 @@ WINDOW = timedelta(days=31)
 FMT = "%Y-%m-%d %H"
 
 
+# One count at a time per store in this process: a page view waits for the warm-up's count
+# instead of repeating it.
+_locks: weakref.WeakKeyDictionary[Store, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
 def hour_floor(at: datetime) -> datetime:
     return at.replace(minute=0, second=0, microsecond=0)
 
 
 async def hours(store: Store, *, now: datetime, settle: timedelta) -> dict[str, dict[str, Any]]:
     """Per UTC hour ('YYYY-MM-DD HH') of the last 31 days: {"a": {action: n}, "p": prospects}."""
+    lock = _locks.setdefault(store, asyncio.Lock())
+    async with lock:
+        return await _hours(store, now=now, settle=settle)
+
+
+async def _hours(store: Store, *, now: datetime, settle: timedelta) -> dict[str, dict[str, Any]]:
     start = hour_floor(now - WINDOW)
     settled_to = hour_floor(now - settle)  # hours before this one have settled
     async with store.read() as tx:

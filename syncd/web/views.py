@@ -53,6 +53,10 @@ class ConsoleContext:
     field_map: FieldMap | None = None
     on_change: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
+    async def warm_up(self) -> None:
+        """Count the settled hours of the last 30 days now, not on the first page view."""
+        await rollup.hours(self.store, now=self.clock(), settle=self.settle())
+
     def settle(self) -> timedelta:
         """How long after an hour ends its audit lines are final (see `syncd.web.rollup`)."""
         return timedelta(seconds=self.settings.sync.lease_s + 300)
