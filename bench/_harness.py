@@ -365,6 +365,21 @@ class StoreWatch:
             await self.store.aclose()
 
 
+def stored_links(url: str, *, limit: int) -> list[list[Any]]:
+    """The daemon's links, [[prospect id, CRM id], ...]: the link lives in syncd's store, not on
+    the prospect (Pardot's link fields are read-only for API clients, RULES.md 2a)."""
+
+    async def read() -> list[list[Any]]:
+        store = await Store.open(url, migrate=False)
+        try:
+            async with store.read() as tx:
+                return [list(pair) for pair in await store.links.live(tx, limit=limit)]
+        finally:
+            await store.aclose()
+
+    return asyncio.run(read())
+
+
 async def wait_drained(
     watch: StoreWatch,
     daemon: Daemon,

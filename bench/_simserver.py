@@ -13,7 +13,6 @@ Salesforce port (not counted, no latency, not under Pardot's concurrency gate):
 - every request the DAEMON sends is scanned for edit markers (`bench-edit-<n>`); the first time a
   marker reaches the other side in a write, the time is kept: `GET /__bench__/seen` returns
   `{marker: unix time}`. This is "the moment the other side shows the value".
-- `GET /__bench__/linked?limit=N` lists `[prospect id, CRM id]` of synced prospects.
 """
 
 from __future__ import annotations
@@ -119,19 +118,6 @@ class Hooks:
         path = scope["path"][len(BENCH_PREFIX) :]
         if path == "/seen":
             return 200, self.seen
-        if path == "/linked":
-            query = dict(
-                p.split("=", 1) for p in scope["query_string"].decode().split("&") if "=" in p
-            )
-            limit = int(query.get("limit", "1000"))
-            rows = self.world.pardot.prospects_table.rows
-            out = []
-            for pid, row in rows.items():
-                if row.get("salesforceId") and not row.get("isDeleted"):
-                    out.append([pid, row["salesforceId"]])
-                    if len(out) >= limit:
-                        break
-            return 200, out
         if path == "/edit":
             return await self.edit(json.loads(body))
         return 404, {"error": "unknown bench route"}

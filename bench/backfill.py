@@ -25,6 +25,7 @@ from bench._harness import (
     StoreWatch,
     api_calls,
     calls_by_route,
+    stored_links,
     wait_drained,
 )
 from syncd.simulators.generate import Shape, generate_seed
@@ -100,7 +101,7 @@ def run_backfill(
             final = asyncio.run(_final_counts(db.url))
         finally:
             daemon.stop()
-        synced = len(sims.bench("GET", "/linked", params={"limit": prospects + 1}))
+        synced = len(stored_links(db.url, limit=prospects + 1))
     calls = api_calls(before, after)
     row = {
         "prospects": prospects,

@@ -8,9 +8,11 @@ Per database (a fresh world each):
    objects inject, on every API request, 10% 5xx answers, 5% rate-limit answers (Salesforce 403
    REQUEST_LIMIT_EXCEEDED bursts, Pardot code 66) and, on writes, 2% lost answers after the commit;
    access tokens expire every `token_ttl_s` (60 s). `syncd simulate` serves it over real HTTP.
-2. `syncd run` runs against it and is killed with SIGKILL at random moments (seeded), then
-   restarted, until the queue is drained: nothing pending or claimed, and every feed has polled
-   since the queue was last seen empty.
+2. `syncd run` runs against it and is killed with SIGKILL at points of progress, then restarted,
+   until the queue is drained: nothing pending or claimed, and every feed has polled since the
+   queue was last seen empty. Kill k of `max_kills` comes once k/(max_kills + 1) of the prospects
+   that must sync are done (linked or in the error queue, read from the store), never at a
+   wall-clock second: a faster or slower machine sees the same kills.
 3. The faults are switched off (`POST /__sim__/faults`) and the result is checked THROUGH THE
    APIs (SOQL and Pardot v5 queries over HTTP) and the store:
    - `linked_once`: every prospect the rules say must sync is linked to exactly one CRM record,
@@ -51,7 +53,6 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from random import Random
 from typing import Any
 
 import httpx
@@ -73,6 +74,7 @@ from syncd.domain.plan import Plan, parse_task_marker, reconcile
 from syncd.domain.values import canonical, is_blank
 from syncd.runtime.pipeline import domain_link, prospect_from, record_from
 from syncd.simulators.generate import generate_seed
+from syncd.simulators.pardot import PROSPECT_READ_ONLY
 from syncd.store.models import Link as StoredLink
 from syncd.store.models import QueueItem
 
@@ -119,9 +121,9 @@ class SoakConfig:
     rate_limit_rate: float = 0.05
     lost_response_rate: float = 0.02
     token_ttl_s: float = 60.0
-    kill_after_s: tuple[float, float] = (10.0, 50.0)  # a kill comes this long after a start
-    max_kills: int = 8
+    max_kills: int = 8  # kill k comes after k/(max_kills + 1) of the work is done
     workers: int = 2
+    batch_size: int | None = None  # sync.batch_size (None: the default); small: kills mid-work
     drain_timeout_s: float = 900.0
     workdir: Path | None = None
     postgres_url: str = DEFAULT_PG
@@ -388,19 +390,26 @@ class StoreView:
     claimed: int
     errors: int
     feeds: dict[str, datetime | None]
+    done: int = 0  # prospects linked plus items in the error queue: the soak's progress
 
 
 async def _store_view(url: str) -> StoreView:
+    from sqlalchemy import func, select
+
     from syncd.runtime.snapshot import read_snapshot
     from syncd.store import Store
+    from syncd.store.tables import links
 
     store = await Store.open(url, check_schema=False)
     try:
         snap = await read_snapshot(store, now=datetime.now(UTC), stale_s=120)
+        async with store.read() as tx:
+            linked = int((await tx.execute(select(func.count()).select_from(links))).scalar_one())
     finally:
         await store.aclose()
     q = snap.queue
-    return StoreView(q.pending, q.claimed, q.error, {f.feed: f.last_poll_at for f in snap.feeds})
+    feeds = {f.feed: f.last_poll_at for f in snap.feeds}
+    return StoreView(q.pending, q.claimed, q.error, feeds, done=linked + q.error)
 
 
 def store_view(url: str) -> StoreView | None:
@@ -463,11 +472,36 @@ def _scrape(port: int) -> dict[str, float]:
     return out
 
 
+def kill_points(work: int, max_kills: int) -> list[int]:
+    """How many items are done (read from the store) when each SIGKILL comes: evenly spread."""
+    return [max(1, work * k // (max_kills + 1)) for k in range(1, max_kills + 1)] if work else []
+
+
+def must_sync(seed: Mapping[str, Any]) -> int:
+    """How many of the seed's prospects the rules sync (the first-sync plan is not SKIP)."""
+    config, directory = SyncConfig(field_map=FieldMap.default()), _directory(seed)
+    initial = _initial_records(seed)
+    count = 0
+    for raw in seed["pardot"]["prospects"]:
+        start = prospect_from({"updatedAt": "2025-12-31T00:00:00Z", **raw})
+        cands = [r for r in initial.get(_key(start.email), []) if not r.is_converted]
+        inp = ProspectInput(prospect=start, link=None, linked=None, candidates=cands)
+        plan = reconcile(inp, config=config, directory=directory, now=NOW)
+        count += plan.action is not LinkAction.SKIP
+    return count
+
+
 def drive(
-    cfg: SoakConfig, url: str, env: dict[str, str], cwd: Path, report: SoakReport
+    cfg: SoakConfig,
+    url: str,
+    env: dict[str, str],
+    cwd: Path,
+    report: SoakReport,
+    kills_at: list[int],
 ) -> Counter[str]:
-    """Run `syncd run`, SIGKILL and restart it at random moments, until the queue drains."""
-    rng = Random(cfg.seed)
+    """Run `syncd run`, SIGKILL and restart it at the points of progress in `kills_at` (items
+    done), until the queue drains. Every kill comes before the drain is accepted: the last
+    items are done only after the last point, so the count of kills never depends on speed."""
     seen: Counter[str] = Counter()
     started = time.monotonic()
     deadline = started + cfg.drain_timeout_s
@@ -483,21 +517,20 @@ def drive(
                 )
                 report.starts += 1
                 incarnation = {}
-                kill_at = time.monotonic() + rng.uniform(*cfg.kill_after_s)
-            _pause(0.5)
+            _pause(0.5)  # how often the store is looked at; no decision hangs on the time
             scraped = _scrape(ops_port)
             if scraped:
                 incarnation = scraped
-            if report.kills < cfg.max_kills and time.monotonic() >= kill_at:
+            view = store_view(url)
+            if view is None:
+                continue
+            if report.kills < len(kills_at) and view.done >= kills_at[report.kills]:
                 proc.send_signal(signal.SIGKILL)
                 proc.wait(30)
                 report.kills += 1
                 seen.update(incarnation)
                 empty_since = None
-                _say(cfg, f"  SIGKILL #{report.kills} at {time.monotonic() - started:.0f} s")
-                continue
-            view = store_view(url)
-            if view is None:
+                _say(cfg, f"  SIGKILL #{report.kills} with {view.done} items done")
                 continue
             if view.pending or view.claimed:
                 empty_since = None
@@ -585,8 +618,11 @@ def soak_one(
                 SYNCD_LOG__FORMAT="json",
                 SYNCD_LOG__LEVEL="warning",
             )
+            if cfg.batch_size is not None:
+                env["SYNCD_SYNC__BATCH_SIZE"] = str(cfg.batch_size)
             _say(cfg, f"[{database}] syncing {cfg.prospects} prospects under faults ...")
-            seen = drive(cfg, url, env, cwd, report)
+            kills_at = kill_points(must_sync(seed), cfg.max_kills)
+            seen = drive(cfg, url, env, cwd, report, kills_at)
             report.api_not_ok = {k: int(v) for k, v in seen.items() if k.startswith("api:")}
             report.item_retries = int(seen.get("item_retries", 0))
             apis = Apis(sim_env)
@@ -875,8 +911,8 @@ class Checker:
             if marker is not None:
                 by_marker[marker].append(t)
         for email in self.final.emails:
-            email_id, prospect_id = int(email["id"]), int(email["prospectId"])
-            link = self.final.links.get(prospect_id)
+            email_id, prospect_id = int(email["id"]), email["prospectId"]
+            link = None if prospect_id is None else self.final.links.get(int(prospect_id))
             logged = by_marker.get(email_id, [])
             if link is None:
                 self.tasks_once.check(not logged, f"email {email_id}: Task of an unsynced prospect")
@@ -902,6 +938,24 @@ def check(seed: Mapping[str, Any], apis: Apis, url: str, report: SoakReport) -> 
         if r.type is CrmType.LEAD and rid not in {x["Id"][:15] for x in seed["salesforce"]["leads"]}
     )
     report.invariants = Checker(seed, final).run()
+    written = apis.http.get(f"{apis.pd_url}/__sim__/written")
+    written.raise_for_status()
+    report.invariants.append(no_read_only_writes(written.json()))
+
+
+def no_read_only_writes(written: Mapping[str, Mapping[str, int]]) -> Invariant:
+    """No write to Pardot carried a read-only prospect field (wire-formats C.3a, issue 11).
+
+    `written` is the Pardot simulator's `GET /__sim__/written`: per object, how many write
+    attempts carried each field, refused ones included, over the simulator's whole life.
+    """
+    inv = Invariant("no_read_only_pardot_writes")
+    for name, n in sorted(written.get("Prospect", {}).items()):
+        inv.check(
+            name not in PROSPECT_READ_ONLY,
+            f"Prospect.{name}: sent in {n} writes; read-only in Pardot API v5",
+        )
+    return inv
 
 
 def run_soak(cfg: SoakConfig) -> list[SoakReport]:

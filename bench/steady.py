@@ -22,7 +22,15 @@ from typing import Any
 
 import httpx
 
-from bench._harness import Daemon, Database, Simulators, StoreWatch, api_calls, wait_drained
+from bench._harness import (
+    Daemon,
+    Database,
+    Simulators,
+    StoreWatch,
+    api_calls,
+    stored_links,
+    wait_drained,
+)
 from bench.backfill import backfill_seed
 
 POLL_INTERVAL_S = 5.0
@@ -104,7 +112,7 @@ def run_steady(
         daemon.start()
         try:
             asyncio.run(_drain(db.url, daemon, poll_interval_s))
-            pairs = sims.bench("GET", "/linked", params={"limit": int(rate_per_s * duration_s)})
+            pairs = stored_links(db.url, limit=int(rate_per_s * duration_s))
             print(f"{label}: {rate_per_s:g} edits/s for {duration_s:g} s", file=sys.stderr)
             before = sims.counters()
             rss_before = daemon.rss()

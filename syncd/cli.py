@@ -16,7 +16,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from syncd import __version__, logs
-from syncd.errors import APIError, AuthError, ConfigError, StoreError
+from syncd.errors import APIError, AuthError, BudgetExhaustedError, ConfigError, StoreError
+from syncd.runtime import signals
 from syncd.settings import Settings, load_settings
 
 # command -> (module under syncd.commands, needs settings, help line)
@@ -31,6 +32,7 @@ COMMANDS: dict[str, tuple[str, bool, str]] = {
     "history": ("history", True, "what was decided for a prospect, and why"),
     "preflight": ("preflight", True, "read-only report of what the first sync will do"),
     "migrate": ("migrate", True, "bring the database schema to the latest version"),
+    "relink": ("relink", True, "rebuild links from sync.crm_link_field (the link's mirror)"),
     "console": ("console", True, "the web console and its JSON API from the store alone"),
     # check loads its own settings: a health check exits 0 or 1 (Docker reserves exit 2)
     "check": ("check", False, "config valid, database reachable and migrated, heartbeat fresh"),
@@ -56,6 +58,14 @@ def build_parser() -> argparse.ArgumentParser:
     }
     p["once"].add_argument(
         "--dry-run", action="store_true", help="print every plan and write nothing"
+    )
+    p["relink"].add_argument(
+        "--dry-run", action="store_true", help="report what would be rebuilt; write nothing"
+    )
+    p["once"].add_argument(
+        "--wait-budget",
+        action="store_true",
+        help="when a side's API budget is spent, wait for it instead of exiting 3",
     )
     p["demo"].add_argument("--once", action="store_true", help="exit when the queue is drained")
     p["demo"].add_argument("--prospects", type=int, default=3000, help="size of the demo data")
@@ -100,7 +110,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             logs.configure()
         module: Any = importlib.import_module(f"syncd.commands.{module_name}")
-        return int(asyncio.run(module.run(args, settings)))
+        rc = int(asyncio.run(module.run(args, settings)))
+        if signals.stop_was_signalled():
+            # A stopped command returned: never let a driver thread still waiting on a locked
+            # store hold the interpreter's exit up (see syncd.runtime.signals).
+            signals.exit_promptly(rc)
+        return rc
     except ConfigError as exc:
         print(f"syncd {args.command}: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -111,6 +126,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Refused credentials are a configuration problem: the message names the settings.
         print(f"syncd {args.command}: login refused: {logs.redact(str(exc))}", file=sys.stderr)
         return 2
+    except BudgetExhaustedError as exc:
+        print(
+            f"syncd {args.command}: {exc.system} API budget spent (nothing was lost; run again "
+            f"later): {logs.redact(str(exc))}",
+            file=sys.stderr,
+        )
+        return 3
     except APIError as exc:
         print(
             f"syncd {args.command}: {exc.system} API error (nothing was lost; run again "

@@ -4,12 +4,13 @@
 SyncdError
  ├── ConfigError               bad or missing settings: the CLI exits 2 naming the setting to fix
  ├── StoreError                the sync-state database failed (connection, lock, migration)
+ ├── BudgetExhaustedError      not a failure but a control signal: the daily API limit
+ │    │                        (REQUEST_LIMIT_EXCEEDED, Pardot 122) or syncd's own share of it is
+ │    │                        used up; the side pauses and the items go back without an attempt
+ │    └── SidePausedError      an operator paused the side (the console): wait for its resume
  └── APIError                  a call to Salesforce or Pardot failed (system, status, code, message)
       ├── RetriableAPIError    try again later: 5xx, 429, timeouts, resets, UNABLE_TO_LOCK_ROW,
-      │    │                   Pardot 66 / 183 / 214, a malformed or truncated answer
-      │    └── BudgetExhaustedError  the daily API limit (REQUEST_LIMIT_EXCEEDED, Pardot 122) or
-      │         │              syncd's own share of it is used up: pause that side until it allows
-      │         └── SidePausedError  an operator paused the side (console): wait for resume
+      │                        Pardot 66 / 183 / 214, a malformed or truncated answer
       ├── PermanentAPIError    retrying cannot help: validation, required field, invalid email,
       │    │                   duplicate rule, converted lead, deleted record: to the error queue
       │    └── PagingLoopError a paging token repeated: the API is misbehaving, stop this read
@@ -19,6 +20,9 @@ SyncdError
 
 `RetriableAPIError` is what the HTTP retry policy (tenacity, in `syncd.clients.http`) retries;
 once its attempts are spent the error reaches the pipeline, which re-queues the item later.
+`BudgetExhaustedError` stands beside `APIError` on purpose: code that handles a failed call
+(`except APIError`) never swallows a spent budget by accident, so it reaches the loop that pauses
+the side, and no item spends an attempt on it.
 Messages never contain a secret: payloads and tokens are not quoted, only codes and API messages.
 """
 
@@ -80,8 +84,33 @@ class RetriableAPIError(APIError):
     """A transient failure: retry with backoff (honouring `retry_after_s` when the API gave one)."""
 
 
-class BudgetExhaustedError(RetriableAPIError):
-    """The daily API budget is spent (the org's, or syncd's configured share): pause this side."""
+@dataclass(eq=False)
+class BudgetExhaustedError(SyncdError):
+    """The daily API budget is spent (the org's, or syncd's configured share): pause this side.
+
+    A control signal, not a failed call: the items being synced go back to the queue without
+    using an attempt, and the side is not called again until `retry_after_s` has passed.
+
+    Attributes:
+        system: "salesforce" or "pardot", the side to pause.
+        status: the HTTP status of the refusal, or None when syncd's own budget said stop.
+        code: `REQUEST_LIMIT_EXCEEDED`, `"122"`, or `BUDGET_PAUSED` (syncd's own share).
+        message: what happened and what to change, safe to log.
+        retry_after_s: how long until the side may be tried again, when known.
+    """
+
+    system: str
+    status: int | None
+    code: str
+    message: str
+    retry_after_s: float | None = None
+
+    def __post_init__(self) -> None:
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        status = f"HTTP {self.status}" if self.status is not None else "budget"
+        return f"{self.system} {status} {self.code}: {self.message}"
 
 
 class SidePausedError(BudgetExhaustedError):

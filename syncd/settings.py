@@ -9,6 +9,7 @@ Every setting is documented, with its default, in `config/syncd.example.toml`. A
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,6 +29,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from syncd.domain.fieldmap import FieldMap
 from syncd.errors import ConfigError
 
 ENV_PREFIX = "SYNCD_"
@@ -35,6 +37,9 @@ DEFAULT_CONFIG_NAME = "syncd.toml"
 
 AuthFlow = Literal["client_credentials", "jwt", "refresh_token", "password"]
 Policy = Literal["crm", "pardot", "recent", "to_pardot", "to_crm", "none"]
+
+
+_CUSTOM_FIELD = re.compile(r"[A-Za-z][A-Za-z0-9_]*__c")
 
 
 class _Section(BaseModel):
@@ -122,7 +127,24 @@ class SyncSettings(_Section):
     max_attempts: int = Field(default=8, ge=1)
     retry_base_s: float = Field(default=30.0, gt=0)
     shutdown_grace_s: float = Field(default=30.0, ge=0)
+    login_backoff_s: float = Field(default=300.0, gt=0)
+    login_refusals_at_start: int = Field(default=1, ge=1)
+    login_refusals_later: int = Field(default=3, ge=1)
     start_at: str | None = None
+    # The Salesforce custom field on Lead and Contact that mirrors the link (the prospect id).
+    crm_link_field: str | None = None
+
+    @field_validator("crm_link_field")
+    @classmethod
+    def _custom_field(cls, v: str | None) -> str | None:
+        if v is None or v.strip() == "":
+            return None
+        if not _CUSTOM_FIELD.fullmatch(v.strip()):
+            raise ValueError(
+                "must be the API name of a custom text field on Lead and Contact, such as "
+                "Pardot_Prospect_Id__c"
+            )
+        return v.strip()
 
     @model_validator(mode="after")
     def _queue_needs_id(self) -> SyncSettings:
@@ -187,6 +209,13 @@ class Settings(BaseSettings):
     alerts: AlertSettings = AlertSettings()
     log: LogSettings = LogSettings()
     fields: dict[str, FieldSetting] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _field_map_is_valid(self) -> Settings:
+        # A [fields] entry the real APIs would refuse (a read-only Pardot field written, one
+        # Salesforce field mapped twice) is a configuration error at start, not a crash later.
+        FieldMap.default().with_overrides(self.fields)
+        return self
 
     @classmethod
     def settings_customise_sources(
@@ -268,7 +297,7 @@ def _explain(exc: ValidationError, path: Path | None) -> str:
     for err in exc.errors():
         loc = [str(p) for p in err["loc"]]
         name = ".".join(loc) or "settings"
-        msg = err["msg"]
+        msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown setting (check the spelling against config/syncd.example.toml)"
         hint = _how_to_set(loc[0], ".".join(loc[1:])) if len(loc) >= 2 else ""

@@ -1,4 +1,5 @@
-"""Shared fixtures: a clean environment, and the store URLs (SQLite file, fresh PostgreSQL db)."""
+"""Shared fixtures: a clean environment, the store URLs (SQLite file, fresh PostgreSQL db), and
+the whole-run read-only check (`_written_check`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,15 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+
+# The whole-run check that no test makes syncd send a read-only Pardot field (issue 11).
+from _written_check import (  # noqa: F401  (pytest hooks, found by name in this module)
+    pytest_collection_modifyitems,
+    pytest_configure,
+    pytest_sessionfinish,
+    pytest_terminal_summary,
+    pytest_unconfigure,
+)
 
 DEFAULT_PG = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 PG_START_HINT = (

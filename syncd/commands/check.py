@@ -1,7 +1,9 @@
 """`syncd check`: config valid, database reachable and migrated, a `syncd run` heartbeat fresh.
 
 The container HEALTHCHECK and a monitoring probe: exit 0 when healthy, 1 otherwise, with ONE line
-saying what is wrong (or what is fine). It reads the store only: no API call, no write, and a
+saying what is wrong (or what is fine). A live daemon whose login is being refused is unhealthy:
+`syncd run` keeps that state in the store beside its heartbeat (`syncd.runtime.login`).
+It reads the store only: no API call, no write, and a
 missing SQLite file is reported rather than created. Settings are loaded here rather than by the
 CLI so that bad configuration is exit 1 too (Docker reserves exit 2 for health checks).
 """
@@ -12,15 +14,24 @@ import argparse
 import asyncio
 import sys
 from datetime import UTC, datetime
+from typing import Any
 
 from syncd import logs
 from syncd.errors import ConfigError, StoreError
+from syncd.runtime.login import LOGIN_FAILING_KV
 from syncd.runtime.snapshot import RUN_ROLE, read_snapshot
 from syncd.settings import Settings, load_settings
 from syncd.store import Store
 from syncd.store import engine as engines
 
 CHECK_TIMEOUT_S = 10.0
+
+
+async def _login_failing(store: Store) -> dict[str, Any] | None:
+    """The failing-login entry a live `syncd run` keeps in the store, if any."""
+    async with store.read() as tx:
+        value = await store.kv.get(tx, LOGIN_FAILING_KV)
+    return value if isinstance(value, dict) else None
 
 
 async def run(args: argparse.Namespace, settings: Settings | None) -> int:
@@ -62,6 +73,7 @@ async def _check_store(settings: Settings) -> tuple[str | None, str]:
     try:
         stale_s = settings.ops.heartbeat_stale_s
         snap = await read_snapshot(store, now=datetime.now(UTC), stale_s=stale_s)
+        failing = await _login_failing(store) if snap.migrated else None
     finally:
         await store.aclose()
     if not snap.migrated:
@@ -79,6 +91,13 @@ async def _check_store(settings: Settings) -> tuple[str | None, str]:
         return (
             f"`syncd run` heartbeat is stale: last beat {age_s:.0f} s ago (limit "
             f"{stale_s:.0f} s, ops.heartbeat_stale_s) from {runs[0].host} pid {runs[0].pid}",
+            "",
+        )
+    if failing is not None and failing.get("process_id") in {h.process_id for h in live}:
+        return (
+            f"login refused: {failing.get('system')} refused syncd's login "
+            f"{failing.get('refusals')} time(s) in a row since {failing.get('since')} "
+            f"({failing.get('code')}: {failing.get('message')}); fix the credentials",
             "",
         )
     freshest = (snap.now - live[0].last_beat_at).total_seconds()

@@ -6,6 +6,10 @@ transports, polls every feed, drains the queue with a progress bar, and prints w
 against what the simulated Salesforce and Pardot now hold. Without `--once` it then keeps going:
 every few seconds a simulated user edits a prospect or a CRM record, and syncd syncs it, until
 Ctrl-C.
+
+The drain is `syncd.runtime.worker` in burst mode, as in `syncd once` and `syncd run`: the same
+failure handling and the same stop. The first Ctrl-C (or SIGTERM) lets the batches in flight
+finish within `DEMO_GRACE_S`, then releases them; a second one stops at once.
 """
 
 from __future__ import annotations
@@ -13,7 +17,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import signal
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from random import Random
 from typing import Any
@@ -22,12 +28,20 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from syncd import errors, logs
+from syncd import logs
 from syncd.commands import console as console_command
 from syncd.runtime.ops import OpsServer, parse_listen
-from syncd.runtime.pipeline import Pipeline, RunStats
+from syncd.runtime.pipeline import RunStats, Work
 from syncd.runtime.pollers import Pollers
+from syncd.runtime.signals import Stop, StopSignals
 from syncd.runtime.wiring import Runtime, build_runtime
+from syncd.runtime.worker import (
+    RELEASE_TIMEOUT_S,
+    Worker,
+    run_workers,
+    unless_stopped,
+    wait_any,
+)
 from syncd.settings import Settings
 from syncd.simulators.generate import generate_seed
 from syncd.simulators.world import World
@@ -37,13 +51,18 @@ from syncd.web.views import ConsoleContext
 DEFAULT_DB = "demo.db"
 DEMO_POLL_INTERVAL_S = 5.0
 DEMO_WORKERS = 2
+DEMO_GRACE_S = 10.0  # the first Ctrl-C waits this long for the batches in flight
 DEMO_LISTEN = "127.0.0.1:9108"
 
 
 def _demo_settings(world: World, database_url: str) -> Settings:
     overrides: dict[str, Any] = world.settings_overrides()
     overrides["database"] = {"url": database_url}
-    overrides["sync"] = {"poll_interval_s": DEMO_POLL_INTERVAL_S, "workers": DEMO_WORKERS}
+    overrides["sync"] = {
+        "poll_interval_s": DEMO_POLL_INTERVAL_S,
+        "workers": DEMO_WORKERS,
+        "shutdown_grace_s": DEMO_GRACE_S,
+    }
     overrides["log"] = {"level": "warning"}
     return Settings(**overrides)
 
@@ -63,14 +82,6 @@ async def _pending(rt: Runtime) -> int:
     async with rt.store.read() as tx:
         counts = await rt.store.queue.counts(tx, now=rt.clock())
     return int(counts.pending + counts.claimed)
-
-
-async def _batch(pipeline: Pipeline) -> int:
-    """One batch; 0 while a side is paused (from the console, or for its API budget)."""
-    try:
-        return await pipeline.run_batch()
-    except errors.BudgetExhaustedError:
-        return 0
 
 
 async def _serve_console(rt: Runtime, console: Console) -> OpsServer | None:
@@ -98,26 +109,43 @@ async def _serve_console(rt: Runtime, console: Console) -> OpsServer | None:
     return None
 
 
-async def _drain(rt: Runtime, stats: RunStats, progress: Progress | None, task: Any) -> None:
+async def _drain(
+    rt: Runtime, stats: RunStats, stop: Stop, progress: Progress | None, task: Any
+) -> None:
+    """Burst workers until nothing is due (or a stop), advancing the progress bar."""
     total = await _pending(rt)
     if progress is not None:
         progress.update(task, total=total, completed=0)
+    done = 0
 
-    async def worker(n: int) -> None:
-        pipeline = Pipeline(rt, worker_id=f"demo-{n}", stats=stats)
-        while await _batch(pipeline):
-            if progress is not None:
-                progress.update(task, completed=total - await _pending(rt))
+    def settled(works: Sequence[Work], _retried: int, _failed: int) -> None:
+        nonlocal done
+        done += sum(len(w.items) for w in works)
+        if progress is not None:
+            progress.update(task, completed=min(done, total))
 
-    await asyncio.gather(*(worker(n) for n in range(DEMO_WORKERS)))
-    if progress is not None:
+    workers = [
+        Worker(rt, worker_id=f"demo-{n}", stop=stop, burst=True, stats=stats, on_settled=settled)
+        for n in range(DEMO_WORKERS)
+    ]
+    await run_workers(workers, stop, grace_s=rt.settings.sync.shutdown_grace_s)
+    if progress is not None and not stop.is_requested:
         progress.update(task, completed=total)
 
 
-def _summary(console: Console, world: World, rt: Runtime, stats: RunStats, wall_s: float) -> None:
+async def _links(rt: Runtime, limit: int) -> list[tuple[int, str]]:
+    """Live links from syncd's store: the one source of truth for prospect <-> CRM record (the
+    prospect's own link fields are read-only in Pardot and never written: RULES.md 2a)."""
+    async with rt.store.read() as tx:
+        return await rt.store.links.live(tx, limit=limit)
+
+
+async def _summary(
+    console: Console, world: World, rt: Runtime, stats: RunStats, wall_s: float
+) -> None:
     sf, pd = world.salesforce, world.pardot
     prospects = pd.prospects()
-    linked = sum(1 for p in prospects if p.get("salesforceId"))
+    linked = len(await _links(rt, len(prospects) + 1))
     table = Table(title="What syncd did", show_header=True, header_style="bold")
     table.add_column("")
     table.add_column("count", justify="right")
@@ -139,7 +167,7 @@ def _summary(console: Console, world: World, rt: Runtime, stats: RunStats, wall_
     console.print(
         f"Salesforce now holds {len(sf.records('Lead')):,} Leads, "
         f"{len(sf.records('Contact')):,} Contacts and {len(sf.records('Task')):,} Tasks; "
-        f"{linked:,} of {len(prospects):,} prospects carry a Salesforce id."
+        f"syncd's store links {linked:,} of {len(prospects):,} prospects to a CRM record."
     )
     console.print(
         f"API calls: Salesforce {calls.get('salesforce', 0):,}, Pardot {calls.get('pardot', 0):,}"
@@ -154,17 +182,16 @@ def _summary(console: Console, world: World, rt: Runtime, stats: RunStats, wall_
     )
 
 
-def _user_edits(world: World, rng: Random) -> str:
+async def _user_edits(world: World, rt: Runtime, rng: Random) -> str:
     """A simulated user changes something on one side; returns what, for the console."""
-    prospects = [p for p in world.pardot.prospects() if p.get("salesforceId")]
-    if not prospects:
+    pairs = await _links(rt, 500)
+    if not pairs:
         return "nothing to edit yet"
-    p = rng.choice(prospects)
+    prospect_id, crm_id = rng.choice(pairs)
     if rng.random() < 0.5:
         title = rng.choice(["VP Sales", "Director", "Architect", "CEO", "Consultant"])
-        world.pardot.edit_prospect(p["id"], {"jobTitle": title, "score": rng.randrange(200)})
-        return f"a marketer edited prospect {p['id']} in Pardot (jobTitle={title!r}, score)"
-    crm_id = p["salesforceId"]
+        world.pardot.edit_prospect(prospect_id, {"jobTitle": title, "score": rng.randrange(200)})
+        return f"a marketer edited prospect {prospect_id} in Pardot (jobTitle={title!r}, score)"
     sobject = "Contact" if crm_id.startswith("003") else "Lead"
     phone = f"+1 555 {rng.randrange(1000, 9999)}"
     world.salesforce.modify(sobject, crm_id, {"Phone": phone})
@@ -181,45 +208,83 @@ async def run(args: argparse.Namespace, settings: Settings | None) -> int:
     if not args.database:
         _fresh_sqlite(url)
     demo_settings = _demo_settings(world, url)
-    rt = await build_runtime(demo_settings, transports=world.transports())
+    stop = Stop()
+
+    def graceful(sig: signal.Signals) -> None:
+        console.print(
+            f"stopping: finishing the batches in flight (up to {DEMO_GRACE_S:.0f} s); "
+            "Ctrl-C again to stop at once"
+        )
+        stop.request(sig)
+
+    with StopSignals(graceful, stop.force, backstop_grace_s=DEMO_GRACE_S):
+        rt = await build_runtime(demo_settings, transports=world.transports())
+        web = await _serve_console(rt, console)
+        try:
+            await _sync(args, console, world, rt, stop)
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            stop.force()
+        finally:
+            if web is not None:
+                await web.aclose()
+            await _close(rt, stop)
+    if stop.is_requested:
+        console.print("stopped.")
+    return stop.exit_code
+
+
+async def _sync(
+    args: argparse.Namespace, console: Console, world: World, rt: Runtime, stop: Stop
+) -> None:
+    """The first sync with a progress bar, then (without --once) simulated users until stopped."""
     stats = RunStats()
     started = time.monotonic()
-    web = await _serve_console(rt, console)
-    try:
-        with Progress(
-            TextColumn("[progress.description]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            transient=False,
-        ) as progress:
-            polling = progress.add_task("polling Pardot and Salesforce", total=None)
-            polls = await Pollers(rt).poll_all()
-            progress.update(polling, total=1, completed=1)
-            syncing = progress.add_task("syncing prospects", total=polls.total_queued or 1)
-            await _drain(rt, stats, progress, syncing)
-        _summary(console, world, rt, stats, time.monotonic() - started)
-        if args.once:
-            return 0
+    with Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as progress:
+        polling = progress.add_task("polling Pardot and Salesforce", total=None)
+        polls = await unless_stopped(Pollers(rt).poll_all(), stop)
+        if polls is None:
+            return
+        progress.update(polling, total=1, completed=1)
+        syncing = progress.add_task("syncing prospects", total=polls.total_queued or 1)
+        await _drain(rt, stats, stop, progress, syncing)
+    if stop.is_requested:
+        return
+    await _summary(console, world, rt, stats, time.monotonic() - started)
+    if args.once:
+        return
+    console.print(
+        f"\nKeeping the sync running (a poll every {DEMO_POLL_INTERVAL_S:.0f} s); "
+        "simulated users make changes. Ctrl-C to stop."
+    )
+    rng = Random(11)
+    while True:
+        await wait_any(stop.requested.wait(), timeout_s=DEMO_POLL_INTERVAL_S)
+        if stop.requested.is_set():
+            return
+        console.print(f"  {await _user_edits(world, rt, rng)}")
+        before = stats.crm_fields + stats.pardot_fields
+        if await unless_stopped(Pollers(rt).poll_all(), stop) is None:
+            return
+        await _drain(rt, stats, stop, None, None)
         console.print(
-            f"\nKeeping the sync running (a poll every {DEMO_POLL_INTERVAL_S:.0f} s); "
-            "simulated users make changes. Ctrl-C to stop."
+            f"  synced: {stats.crm_fields + stats.pardot_fields - before} field(s) updated"
         )
-        rng = Random(11)
-        while True:
-            await asyncio.sleep(DEMO_POLL_INTERVAL_S)
-            console.print(f"  {_user_edits(world, rng)}")
-            before = stats.crm_fields + stats.pardot_fields
-            await Pollers(rt).poll_all()
-            await _drain(rt, stats, None, None)
-            console.print(
-                f"  synced: {stats.crm_fields + stats.pardot_fields - before} field(s) updated"
-            )
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        console.print("stopped.")
-        return 0
-    finally:
-        if web is not None:
-            await web.aclose()
+
+
+async def _close(rt: Runtime, stop: Stop) -> None:
+    """Close the runtime; after a stop, never wait long on a store that does not answer."""
+    if not stop.is_requested:
         await rt.aclose()
+        return
+    try:
+        async with asyncio.timeout(RELEASE_TIMEOUT_S):
+            await rt.aclose()
+    except Exception:  # stopping: the store's leases cover anything left
+        logs.get(__name__).warning("close_failed")

@@ -1,8 +1,18 @@
-"""`syncd once [--dry-run]`: poll every feed once, drain the queue, print one summary line.
+"""`syncd once [--dry-run] [--wait-budget]`: poll every feed, drain the queue, print a summary.
 
-Burst mode (arq's): items are claimed batch after batch until none is due, then the command
-returns. Exit 0, or 1 when any item is in the sync error queue (`syncd errors list`) or a feed
-could not be read (named in the summary; the other feeds and the queue are still processed).
+The drain is `syncd.runtime.worker.Worker` in burst mode (arq's): the same loop, and the same
+failure handling, as `syncd run` and `syncd demo`; items are claimed batch after batch until none
+is due, then the command returns. Exit codes (INTERFACES.md):
+
+- 3: it stopped with work left because a side's API budget is spent (the summary says how many
+  items wait and until when); 3 wins over 1. `--wait-budget` waits for the budget instead.
+- 1: an item is in the sync error queue (`syncd errors list`), or a feed could not be read
+  (named in the summary; the other feeds and the queue are still processed).
+- 128 + N: stopped by signal N. The first SIGTERM or SIGINT claims nothing new and lets the
+  batch in flight finish within `sync.shutdown_grace_s` (then releases it); a second one stops
+  at once. Either way no item stays claimed if the store answers.
+- 0: otherwise.
+
 `--dry-run` reads both sides and prints every plan, and writes nothing: no API write, no queue,
 cursor or link change in the store.
 """
@@ -10,49 +20,79 @@ cursor or link change in the store.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import socket
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from syncd import errors, logs
+from syncd import logs
 from syncd.domain.models import thaw
 from syncd.domain.plan import Plan
 from syncd.runtime.pipeline import Pipeline, RunStats
 from syncd.runtime.pollers import Pollers, PollStats
+from syncd.runtime.signals import Stop, StopSignals
 from syncd.runtime.wiring import Runtime, build_runtime
+from syncd.runtime.worker import (
+    BUDGET_WAIT_MAX_S,
+    RELEASE_TIMEOUT_S,
+    Worker,
+    run_workers,
+    unless_stopped,
+    wait_any,
+)
 from syncd.settings import Settings
-from syncd.store.models import NewItem, QueueItem, State
+from syncd.store.models import NewItem, QueueCounts, QueueItem, State
 
 log = logs.get(__name__)
 
-MAX_BATCHES = 100_000  # a safety stop for burst mode; a real drain never gets near it
+EXIT_WORK_LEFT = 3
 
 
 def worker_id(role: str) -> str:
     return f"{role}-{socket.gethostname()}-{os.getpid()}"
 
 
-async def drain(rt: Runtime, pipeline: Pipeline) -> list[str]:
-    """Claim and sync batches until none is due; returns the sides that paused on budget."""
-    paused: list[str] = []
-    for _ in range(MAX_BATCHES):
-        try:
-            claimed = await pipeline.run_batch()
-        except errors.BudgetExhaustedError as exc:
-            paused.append(exc.system)
-            log.warning("drain_paused", system=exc.system, code=exc.code)
-            break
-        if claimed == 0:
-            break
-    return paused
+@dataclass
+class OnceResult:
+    """What one `syncd once` did, and what it left."""
+
+    stats: RunStats
+    polls: PollStats
+    paused: list[str]  # sides whose budget stopped the drain or a feed
+    counts: QueueCounts | None  # the queue afterwards (None: the store did not answer)
+    stop: Stop
+
+    @property
+    def error_items(self) -> int:
+        return self.counts.error if self.counts is not None else 0
+
+    @property
+    def items_left(self) -> int | None:
+        c = self.counts
+        return None if c is None else c.pending + c.claimed
+
+    @property
+    def exit_code(self) -> int:
+        if self.stop.signal is not None:
+            return 128 + int(self.stop.signal)
+        if self.paused and (self.items_left or self.polls.paused):
+            return EXIT_WORK_LEFT
+        return 1 if self.error_items or self.polls.failed else 0
 
 
 def summary_line(
-    stats: RunStats, polls: PollStats, rt: Runtime, error_items: int, paused: Sequence[str]
+    stats: RunStats,
+    polls: PollStats,
+    rt: Runtime,
+    error_items: int,
+    paused: Sequence[str],
+    *,
+    result: OnceResult | None = None,
 ) -> str:
     """The one summary line of `syncd once`."""
     calls = rt.budget.calls_made
@@ -80,7 +120,29 @@ def summary_line(
         parts.append(f"paused for API budget: {', '.join(sides)}")
     for feed, why in sorted(polls.failed.items()):
         parts.append(f"feed {feed} not read ({why[:200]})")
+    if result is not None:
+        parts.extend(_left_parts(rt, result))
     return "syncd once: " + "; ".join(parts)
+
+
+def _left_parts(rt: Runtime, result: OnceResult) -> list[str]:
+    """Why the run ended early and how much it left, when it did."""
+    left = result.items_left
+    count = "an unknown number of" if left is None else f"{left:,}"
+    if result.stop.signal is not None:
+        return [f"stopped by {result.stop.signal.name}: {count} items left in the queue"]
+    if result.exit_code != EXIT_WORK_LEFT:
+        return []
+    until = []
+    for side in sorted(result.paused):
+        at = rt.budget.resume_at(side)
+        until.append(f"{side} until {at.isoformat(timespec='minutes')}" if at else side)
+    unread = " and feeds not read" if result.polls.paused else ""
+    return [
+        f"stopped with work left: {count} items waiting{unread}, because the API budget is "
+        f"spent ({', '.join(until)}); run again then, or with --wait-budget to wait for it "
+        "(or raise sync.api_budget_share)"
+    ]
 
 
 def _pseudo_items(new_items: Sequence[NewItem], now: datetime) -> list[QueueItem]:
@@ -163,7 +225,7 @@ async def dry_run(rt: Runtime) -> int:
     items = {i.key: i for i in _pseudo_items(pollers.collected, rt.clock())}
     for item in due:
         items.setdefault(item.key, item)
-    pipeline = Pipeline(rt, worker_id="dry-run", dry_run=True)
+    pipeline = Pipeline(rt, worker_id="dry-run")
     plans: list[Plan] = []
     batch = rt.settings.sync.batch_size
     ordered = list(items.values())
@@ -184,24 +246,100 @@ async def dry_run(rt: Runtime) -> int:
     return 0
 
 
-async def run_once(rt: Runtime) -> tuple[RunStats, PollStats, int, list[str]]:
-    """Poll once and drain; returns the statistics and the error-queue size."""
-    polls = await Pollers(rt).poll_all()
-    stats = RunStats()
-    pipeline = Pipeline(rt, worker_id=worker_id("once"), stats=stats)
-    paused = await drain(rt, pipeline)
-    async with rt.store.read() as tx:
-        counts = await rt.store.queue.counts(tx, now=rt.clock())
-    return stats, polls, counts.error, paused
+async def run_once(
+    rt: Runtime, *, stop: Stop | None = None, wait_budget: bool = False
+) -> OnceResult:
+    """Poll once and drain (again after each wait for a budget, with `wait_budget`)."""
+    stop = stop or Stop()
+    stats, polls, paused = RunStats(), PollStats(), set[str]()
+    while not stop.is_requested:
+        round_ = await _poll(rt, stop)
+        _merge(polls, round_)
+        worker = Worker(
+            rt,
+            worker_id=worker_id("once"),
+            stop=stop,
+            burst=True,
+            stats=stats,
+            wait_budget=wait_budget,
+        )
+        await run_workers([worker], stop, grace_s=rt.settings.sync.shutdown_grace_s)
+        paused.update(worker.paused)
+        if not (wait_budget and round_.paused):
+            break
+        await _wait_for_budget(rt, round_.paused, stop)  # then poll what it skipped
+    if not wait_budget:
+        paused.update(polls.paused)
+    else:
+        polls.paused.clear()
+    counts = None
+    try:
+        async with asyncio.timeout(RELEASE_TIMEOUT_S * 5), rt.store.read() as tx:
+            counts = await rt.store.queue.counts(tx, now=rt.clock())
+    except Exception as exc:
+        if not stop.is_requested:
+            raise
+        log.warning("queue_count_failed", error=type(exc).__name__)
+    return OnceResult(stats, polls, sorted(paused), counts, stop)
+
+
+async def _poll(rt: Runtime, stop: Stop) -> PollStats:
+    """One poll round; a stop cancels it and returns nothing read."""
+    return await unless_stopped(Pollers(rt).poll_all(), stop) or PollStats()
+
+
+def _merge(total: PollStats, round_: PollStats) -> None:
+    for feed, n in round_.read.items():
+        total.add(feed, n, round_.queued.get(feed, 0))
+    total.paused[:] = round_.paused  # the last round says what is still unread
+    total.failed.update(round_.failed)
+
+
+async def _wait_for_budget(rt: Runtime, systems: Sequence[str], stop: Stop) -> None:
+    """Until every side in `systems` may be called again, or a stop."""
+    while not stop.is_requested:
+        waits = []
+        for side in systems:
+            at = rt.budget.resume_at(side)
+            if at is not None:
+                waits.append(max(0.0, (at - rt.clock()).total_seconds()))
+        if not waits:
+            return
+        wait_s = min(max(waits), BUDGET_WAIT_MAX_S)
+        log.info("budget_wait", systems=list(systems), wait_s=round(wait_s, 1))
+        await wait_any(stop.requested.wait(), timeout_s=max(wait_s, 0.05))
 
 
 async def run(args: argparse.Namespace, settings: Settings, **runtime_options: Any) -> int:
-    rt = await build_runtime(settings, **runtime_options)
-    try:
-        if getattr(args, "dry_run", False):
+    if getattr(args, "dry_run", False):
+        rt = await build_runtime(settings, **runtime_options)
+        try:
             return await dry_run(rt)
-        stats, polls, error_items, paused = await run_once(rt)
-        sys.stdout.write(summary_line(stats, polls, rt, error_items, paused) + "\n")
-        return 1 if error_items or polls.failed else 0
-    finally:
+        finally:
+            await rt.aclose()
+    stop = Stop()
+    with StopSignals.for_stop(stop, backstop_grace_s=settings.sync.shutdown_grace_s):
+        rt = await build_runtime(settings, **runtime_options)
+        try:
+            result = await run_once(
+                rt, stop=stop, wait_budget=bool(getattr(args, "wait_budget", False))
+            )
+            line = summary_line(
+                result.stats, result.polls, rt, result.error_items, result.paused, result=result
+            )
+            sys.stdout.write(line + "\n")
+            return result.exit_code
+        finally:
+            await _close(rt, stop)
+
+
+async def _close(rt: Runtime, stop: Stop) -> None:
+    """Close the runtime; after a stop, never wait long on a store that does not answer."""
+    if not stop.is_requested:
         await rt.aclose()
+        return
+    try:
+        async with asyncio.timeout(RELEASE_TIMEOUT_S):
+            await rt.aclose()
+    except Exception as exc:
+        log.warning("close_failed", error=type(exc).__name__)

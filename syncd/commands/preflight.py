@@ -44,7 +44,7 @@ async def run(args: argparse.Namespace, settings: Settings, **runtime_options: A
         rt = await build_runtime(settings, **runtime_options)
         try:
             report = await build_report(rt, limit=limit)
-        except errors.APIError as exc:
+        except (errors.APIError, errors.BudgetExhaustedError) as exc:
             sys.stderr.write(
                 f"syncd preflight: could not read {exc.system}: {exc.code} "
                 f"{logs.redact(exc.message)}\n"
@@ -301,6 +301,8 @@ def _render_fields(r: PreflightReport, console: Console) -> None:
     for obj, present in sorted(f.managed_package.items()):
         state = "present" if present else "MISSING (install the Account Engagement package)"
         console.print(f"           managed-package fields on {obj}: {state}")
+    for obj, state in sorted(f.link_mirror.items()):
+        console.print(f"           link mirror (sync.crm_link_field) on {obj}: {state}")
     group = Group(count=len(f.problems), examples=f.problems)
     _table(
         console,

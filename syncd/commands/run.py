@@ -1,19 +1,23 @@
 """`syncd run`: the daemon. Build the runtime, serve until SIGTERM/SIGINT, stop gracefully.
 
 The first SIGTERM or SIGINT stops claiming and lets in-flight items finish (or be released)
-within `sync.shutdown_grace_s`, then exits 0; a second one stops at once (exit 128 + signal).
+within `sync.shutdown_grace_s`, then exits 0; a second one stops at once (exit 128 + signal),
+even on a store locked by another process (`syncd.runtime.signals`: the backstop). Refused
+credentials end it with exit 2 and one `login refused` line (`syncd.runtime.login`).
 Under systemd (`Type=notify`) it reports READY=1, STATUS=, STOPPING=1 and WATCHDOG=1.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 
 from syncd import logs
 from syncd.runtime.sdnotify import Notifier
 from syncd.runtime.service import Service
 from syncd.runtime.signals import StopSignals
-from syncd.runtime.wiring import build_runtime
+from syncd.runtime.wiring import Runtime, build_runtime
+from syncd.runtime.worker import RELEASE_TIMEOUT_S
 from syncd.settings import Settings
 
 log = logs.get(__name__)
@@ -25,7 +29,23 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     rt = await build_runtime(settings)
     try:
         service = Service(rt, notifier=notifier)
-        with StopSignals(service.request_stop, service.force_stop):
-            return await service.run()
-    finally:
+    except BaseException:
         await rt.aclose()
+        raise
+    # The handlers (and their backstop) cover the closing too: it may wait on the store.
+    with StopSignals.for_stop(service.stop, backstop_grace_s=settings.sync.shutdown_grace_s):
+        try:
+            return await service.run()
+        finally:
+            await _close(rt, forced=service.stop.is_forced)
+
+
+async def _close(rt: Runtime, *, forced: bool) -> None:
+    if not forced:
+        await rt.aclose()
+        return
+    try:
+        async with asyncio.timeout(RELEASE_TIMEOUT_S):
+            await rt.aclose()
+    except Exception as exc:  # a forced stop does not wait on a store that does not answer
+        log.warning("close_failed", error=type(exc).__name__)

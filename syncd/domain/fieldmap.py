@@ -18,20 +18,39 @@ from syncd.domain.values import KINDS
 __all__ = [
     "CRM_RECORD_FIELDS",
     "PARDOT_LINK_FIELDS",
+    "PARDOT_OWNER_FIELDS",
     "PARDOT_READ_ONLY_FIELDS",
     "PARDOT_RECORD_FIELDS",
     "REQUIRED_CRM_FIELDS",
     "FieldMap",
     "FieldRule",
+    "is_read_only_pardot_field",
 ]
 
-# Pardot fields that say which CRM record a prospect syncs with; reconcile keeps them right.
+# The prospect's CRM link as Salesforce's own connector keeps it. Pardot API v5 lets no API
+# client write these (RULES.md 2a, wire-formats C.3a): syncd keeps the link in its store and only
+# READS them, as a matching hint for prospects the native connector linked before syncd.
 PARDOT_LINK_FIELDS: Final = ("salesforceId", "salesforceLeadId", "salesforceContactId")
 
-# Pardot prospect fields the API refuses to write (Pardot computes them): they can only flow
-# Pardot -> CRM, whatever their configured policy says (see `FieldRule.effective_policy`).
+# Pardot prospect fields the v5 API refuses to write (wire-formats C.3a: the prospect reference's
+# read-only tables). `salesforceId` is absent from that table, but it is the native connector's
+# link all the same: treated as read-only. Fields ending in `Parameter` (the UTM fields) too.
 PARDOT_READ_ONLY_FIELDS: Final = frozenset(
     {
+        # set by Salesforce's own connector
+        *PARDOT_LINK_FIELDS,
+        "salesforceAccountId",
+        "salesforceUrl",
+        "salesforceLastSync",
+        "salesforceCampaignId",
+        # computed or system
+        "grade",
+        "doNotSell",
+        "lifecycleStageId",
+        "recentInteraction",
+        "convertedAt",
+        "emailBouncedAt",
+        "password",
         "id",
         "createdAt",
         "updatedAt",
@@ -40,13 +59,25 @@ PARDOT_READ_ONLY_FIELDS: Final = frozenset(
         "isDeleted",
         "assignedToId",
         "lastActivityAt",
-        "salesforceUrl",
-        "salesforceLastSync",
-        "isEmailHardBounced",
         "firstActivityAt",
         "firstAssignedAt",
+        "isEmailHardBounced",
     }
 )
+
+# Kept by the sync itself (owners, RULES.md 6): never a `[fields]` entry. Send `userId` or
+# `salesforceOwnerId`, never both (C.3a); syncd sends `userId`.
+PARDOT_OWNER_FIELDS: Final = ("userId", "salesforceOwnerId")
+
+
+def is_read_only_pardot_field(name: str) -> bool:
+    """True when Pardot API v5 refuses a write of this prospect field (C.3a)."""
+    return name in PARDOT_READ_ONLY_FIELDS or name.endswith("Parameter")
+
+
+# Policies that may send a value to Pardot (a read-only Pardot field cannot have them).
+_WRITES_PARDOT: Final = frozenset({Policy.CRM, Policy.RECENT, Policy.TO_PARDOT})
+
 
 # Pardot fields every sync reads besides the mapped ones.
 PARDOT_RECORD_FIELDS: Final = (
@@ -116,7 +147,7 @@ class FieldRule:
         """The policy the merge applies: `policy`, except that a field Pardot will not let us
         write (createdAt, lastActivityAt, ...) only flows to the CRM (Pardot is its only
         writer, so it is master in fact): two-way -> `to_crm`, `to_pardot` -> `none`."""
-        if self.pardot not in PARDOT_READ_ONLY_FIELDS:
+        if not is_read_only_pardot_field(self.pardot):
             return self.policy
         if self.policy in (Policy.TO_PARDOT, Policy.NONE):
             return Policy.NONE
@@ -193,9 +224,16 @@ class FieldMap:
             if rule.pardot in seen:
                 raise ValueError(f"fields.{rule.pardot} is mapped twice")
             seen.add(rule.pardot)
-            if rule.pardot in PARDOT_LINK_FIELDS or rule.pardot == "userId":
+            if rule.pardot in PARDOT_LINK_FIELDS or rule.pardot in PARDOT_OWNER_FIELDS:
                 raise ValueError(
-                    f"fields.{rule.pardot} is kept by the sync itself; remove it from [fields]"
+                    f"fields.{rule.pardot} is kept by the sync itself (the link lives in "
+                    "syncd's store, owners follow the CRM owner); remove it from [fields]"
+                )
+            if is_read_only_pardot_field(rule.pardot) and rule.policy in _WRITES_PARDOT:
+                raise ValueError(
+                    f"fields.{rule.pardot}: Pardot API v5 makes {rule.pardot} read-only, so "
+                    f'policy "{rule.policy.value}" would write it to Pardot and be refused; use '
+                    'policy "pardot" or "to_crm" (Pardot -> CRM only) or "none"'
                 )
         for crm_type in CrmType:
             targets: dict[str, str] = {}

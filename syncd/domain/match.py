@@ -1,10 +1,13 @@
 """Which CRM record a prospect syncs with (RULES.md section 2, seed "Prospect syncing").
 
-Order: the stored link; else the prospect's CRM id (`salesforceId`); else a Contact with the
-same email; else a Lead with the same email; else a new Lead when the prospect is assigned;
-else nothing until it is assigned. Duplicates resolve to the oldest record (CreatedDate, then
-Id) so every run picks the same one. A Lead converted to a Contact moves the link to the
-Contact; a linked record deleted in the CRM marks the link deleted and is never re-created.
+Order: the stored link (syncd's store owns it, RULES.md 2a); else a record whose mirror field
+(`sync.crm_link_field`) names the prospect, so a lost store loses no link; else the CRM id
+Salesforce's own connector left on the prospect (`salesforceId`, read as a hint, never written);
+else a Contact with the same email; else a Lead with the same email; else a new Lead when the
+prospect is assigned; else nothing until it is assigned. Duplicates resolve to the oldest
+record (CreatedDate, then Id) so every run picks the same one. A Lead converted to a Contact
+moves the link to the Contact; a linked record deleted in the CRM marks the link deleted and is
+never re-created.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from syncd.domain.models import (
 )
 from syncd.domain.values import parse_datetime
 
-__all__ = ["Match", "email_key", "first_record", "match_by_email", "resolve"]
+__all__ = ["Match", "email_key", "first_record", "match_by_email", "mirrored_record", "resolve"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -177,6 +180,30 @@ def _by_email(inp: ProspectInput, *, may_create: bool, prefix: str = "") -> Matc
     return Match(action=LinkAction.CREATE_LEAD, reason=why, crm_type=CrmType.LEAD)
 
 
+def mirrored_record(records: Iterable[CrmRecord]) -> CrmRecord | None:
+    """Of the records whose mirror field names one prospect, the one to link: a live Contact
+    first, then a Lead (the oldest of several); a converted Lead is followed by the caller."""
+    usable = [r for r in records if not r.is_deleted]
+    for crm_type in (CrmType.CONTACT, CrmType.LEAD):
+        found = first_record(r for r in usable if r.type is crm_type)
+        if found is not None:
+            return found
+    return None
+
+
+def _by_mirror(inp: ProspectInput) -> Match | None:
+    """The record whose mirror field names the prospect: the link, rebuilt from it."""
+    found = mirrored_record(inp.mirrored)
+    if found is None:
+        return None
+    return _follow(
+        inp,
+        found,
+        LinkAction.LINK,
+        f"{found.type} {found.id} names this prospect in its mirror field: link rebuilt",
+    )
+
+
 def resolve(inp: ProspectInput) -> Match:
     """Decide the link action for an item that has a prospect."""
     prospect = inp.prospect
@@ -200,6 +227,9 @@ def resolve(inp: ProspectInput) -> Match:
                 link.crm_type, link.crm_id, f"{link.crm_type} {link.crm_id} deleted in the CRM"
             )
         return _follow(inp, record, LinkAction.KEEP, f"linked to {record.type} {record.id}")
+    mirrored = _by_mirror(inp)
+    if mirrored is not None:
+        return mirrored
     if prospect.crm_id:
         record = inp.linked
         if record is not None and same_sf_id(record.id, prospect.crm_id) and not record.is_deleted:

@@ -287,6 +287,8 @@ class SyncConfig:
     rule: created without an owner, header `Sforce-Auto-Assign: TRUE`).
     `auto_create_since`: with `auto_create_prospects`, only CRM records created at or after
     this instant get a prospect (the real setting is not retroactive); None = no limit.
+    `crm_link_field`: the Salesforce custom field on Lead and Contact that mirrors the link (it
+    holds the prospect id; RULES.md 2a); None = no mirror.
     """
 
     field_map: FieldMap
@@ -295,6 +297,7 @@ class SyncConfig:
     email_activities: bool = True
     auto_create_prospects: bool = False
     auto_create_since: datetime | None = None
+    crm_link_field: str | None = None
 
     def __post_init__(self) -> None:
         if self.assignment not in ("user", "queue", "rule"):
@@ -322,6 +325,8 @@ class ProspectInput:
     - `taken_crm_ids`: candidates already linked to ANOTHER prospect (only possible when the
       business unit allows multiple prospects with one email, AMPSEA). They are not matched;
       per the seed, such a prospect gets a Lead of its own when assigned.
+    - `mirrored`: records whose mirror field (`SyncConfig.crm_link_field`) names this prospect:
+      with no stored link, the link is rebuilt from them before any matching by email.
     """
 
     prospect: Prospect | None
@@ -332,8 +337,10 @@ class ProspectInput:
     emails: Sequence[SentEmail] = ()
     crm_record: CrmRecord | None = None
     taken_crm_ids: frozenset[str] = frozenset()
+    mirrored: Sequence[CrmRecord] = ()
 
     def __post_init__(self) -> None:
+        _set_frozen(self, "mirrored", tuple(self.mirrored))
         _set_frozen(self, "candidates", tuple(self.candidates))
         _set_frozen(self, "emails", tuple(self.emails))
         _set_frozen(self, "taken_crm_ids", frozenset(self.taken_crm_ids))

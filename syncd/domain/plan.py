@@ -1,17 +1,19 @@
 """`reconcile`: one queued item in, one `Plan` out: every write to either system, and why.
 
 `reconcile` is the whole sync decision for one prospect (or one CRM-only record): match it
-(`match`), merge fields three-way (`merge`), sync owners (`owners`), keep the prospect's link
-fields right and log sent emails as Tasks. It reads nothing and writes nothing; the pipeline
-applies the plan. The same input always gives the same plan (sorted keys, stable order).
+(`match`), merge fields three-way (`merge`), sync owners (`owners`), keep the link's optional
+mirror on the CRM record right and log sent emails as Tasks. It reads nothing and writes nothing;
+the pipeline applies the plan. The same input always gives the same plan (sorted keys, stable
+order). The link itself lives in syncd's store: a plan never writes Pardot's read-only link fields
+(`salesforceId`, `salesforceLeadId`, ...: RULES.md 2a), nor any other read-only Pardot field.
 
 Pipeline contract:
 - `CREATE_LEAD`: create the Lead from `create_lead` (header `Sforce-Auto-Assign: TRUE` when
   `auto_assign`), create `tasks` with `who_id` = the new id, store the link with `new_base`, then
-  call `reconcile` again with `link`/`linked` = the new record: that plan writes the link fields
-  (`salesforceId`, `salesforceLeadId`) and, with `auto_assign`, the owner the rule chose.
+  call `reconcile` again with `link`/`linked` = the new record: with `auto_assign`, that plan
+  writes the owner the rule chose to Pardot (`userId`).
 - `CREATE_PROSPECT`: create the prospect from `pardot_create`, store the link (prospect id <->
-  `crm_id`) with `new_base`; its next sync writes the link fields.
+  `crm_id`) with `new_base`; its next sync writes the mirror field when one is configured.
 - `MOVE_TO_CONTACT` / `LINK` / `KEEP`: write `crm_update` to the record `crm_id`, `pardot_update`
   to the prospect, create `tasks`, store the link (`crm_type`, `crm_id`) with `new_base`.
 - `MARK_DELETED`: set the link's `crm_deleted`; nothing is written to either system.
@@ -49,7 +51,6 @@ from syncd.domain.models import (
     SentEmail,
     SyncConfig,
     freeze,
-    same_sf_id,
 )
 from syncd.domain.owners import (
     assignee_for_new_prospect,
@@ -68,6 +69,7 @@ __all__ = [
     "LinkAction",
     "Plan",
     "TaskSpec",
+    "mirror_value",
     "parse_task_marker",
     "reconcile",
     "task_fields",
@@ -243,33 +245,46 @@ def _match_decision(match: Match) -> Decision:
     return Decision(action=match.action.value, reason=match.reason, new=match.crm_id)
 
 
-def _link_field_updates(
-    prospect: Prospect, record: CrmRecord
+def mirror_value(raw: Any) -> int | None:
+    """The prospect id a CRM record's mirror field (`sync.crm_link_field`) holds, or None.
+
+    The field is Text by recommendation, but a Number field reads back as `1001.0`: both parse.
+    """
+    if raw is None or raw is MISSING or isinstance(raw, bool):
+        return None
+    try:
+        number = float(str(raw).strip())
+    except ValueError:
+        return None
+    return int(number) if number.is_integer() and number > 0 else None
+
+
+def _mirror_update(
+    prospect: Prospect, record: CrmRecord, config: SyncConfig
 ) -> tuple[dict[str, Scalar], list[Decision]]:
-    """The Pardot fields naming the record (salesforceId + the per-type id) when they differ."""
-    wanted = {"salesforceId": record.id}
-    if record.type is CrmType.LEAD:
-        wanted["salesforceLeadId"] = record.id
-    else:
-        wanted["salesforceContactId"] = record.id
-    updates: dict[str, Scalar] = {}
-    decisions: list[Decision] = []
-    for name, crm_id in wanted.items():
-        current = pardot_value(prospect, name)
-        if isinstance(current, str) and same_sf_id(current, crm_id):
-            continue
-        updates[name] = crm_id
-        decisions.append(
-            Decision(
-                action="update_pardot",
-                reason=f"prospect syncs with {record.type} {record.id}",
-                field=name,
-                old=current if isinstance(current, str) else None,
-                new=crm_id,
-                side="pardot",
-            )
+    """The CRM write that keeps the link's mirror (`sync.crm_link_field`) naming the prospect.
+
+    Pardot will not let an API client write the prospect's CRM link (RULES.md 2a), so syncd
+    mirrors it where it may write: a custom field on the record holding the prospect id. It
+    rides in the batch's CRM update collection; a record whose mirror is right costs nothing.
+    """
+    name = config.crm_link_field
+    if not name:
+        return {}, []
+    current = crm_value(record, name)
+    if mirror_value(current) == prospect.id:
+        return {}, []
+    old = None if current is MISSING else current
+    return {name: str(prospect.id)}, [
+        Decision(
+            action="update_crm",
+            reason=f"mirror of the link: {record.type} {record.id} <-> prospect {prospect.id}",
+            field=name,
+            old=old if isinstance(old, str | int | float) else None,
+            new=str(prospect.id),
+            side="crm",
         )
-    return updates, decisions
+    ]
 
 
 def _merge_plan(
@@ -284,7 +299,7 @@ def _merge_plan(
     base = inp.link.base if inp.link is not None and match.action is not LinkAction.LINK else EMPTY
     merged = merge_record(config.field_map, prospect, record, base)
     owner_update, owner_decisions = sync_owner(prospect, record, directory)
-    link_updates, link_decisions = _link_field_updates(prospect, record)
+    mirror_update, mirror_decisions = _mirror_update(prospect, record, config)
     tasks, task_decisions = _tasks(
         prospect,
         tuple(inp.emails),
@@ -292,13 +307,13 @@ def _merge_plan(
         who_id=record.id,
         owner_id=task_owner(record.owner_id, directory),
     )
-    pardot_update = {**merged.pardot_update, **owner_update, **link_updates}
+    pardot_update = {**merged.pardot_update, **owner_update}
     return Plan(
         prospect_id=prospect.id,
         action=match.action,
         crm_type=record.type,
         crm_id=record.id,
-        crm_update=merged.crm_update,
+        crm_update={**merged.crm_update, **mirror_update},
         pardot_update=pardot_update,
         tasks=tasks,
         new_base=merged.base,
@@ -306,7 +321,7 @@ def _merge_plan(
             _match_decision(match),
             *merged.decisions,
             *owner_decisions,
-            *link_decisions,
+            *mirror_decisions,
             *task_decisions,
         ),
         from_crm_id=match.from_crm_id,
@@ -360,6 +375,8 @@ def _create_lead_plan(
     owner = new_lead_owner(prospect, config, directory)
     if owner.owner_id is not None:
         values["OwnerId"] = owner.owner_id
+    if config.crm_link_field:
+        values[config.crm_link_field] = str(prospect.id)  # the link's mirror (RULES.md 2a)
     task_owner_id = None if owner.auto_assign else task_owner(owner.owner_id, directory)
     tasks, task_decisions = _tasks(
         prospect, tuple(inp.emails), config=config, who_id=None, owner_id=task_owner_id

@@ -229,6 +229,11 @@ class SyncdMetrics:
         self.live_processes = Gauge(
             "syncd_live_processes", "syncd processes with a fresh heartbeat on this store."
         )
+        self.login_failing = Gauge(
+            "syncd_login_failing",
+            "1 while this process's login to the side is refused (0 when it works).",
+            ["system"],
+        )
         for metric in (
             self.info,
             self.start_time,
@@ -241,6 +246,7 @@ class SyncdMetrics:
             self.poll_lag,
             self.sync_latency,
             self.live_processes,
+            self.login_failing,
         ):
             add(metric)
 

@@ -1,6 +1,6 @@
 """The reconcile pipeline: claim a batch, load both sides in bulk, decide per prospect, apply.
 
-One call of `Pipeline.run_batch()`:
+One batch, as `syncd.runtime.worker.Worker.batch()` runs it (`claim`, then `process`):
 
 1. **claim** up to `sync.batch_size` due items (a lease; other workers skip them).
 2. **load** everything the batch needs in a few calls: prospects (the poller's snapshot when it
@@ -18,7 +18,11 @@ One call of `Pipeline.run_batch()`:
 
 Per item: success -> complete; `RetriableAPIError` -> retry later with `domain.retry` backoff;
 `PermanentAPIError` (also per-record collection errors) -> the sync error queue with code and
-message; `BudgetExhaustedError` -> the batch is released and the side pauses. A plan that
+message. `BudgetExhaustedError` is not an `APIError`, so no `except APIError` here swallows it:
+raised while loading, it leaves `process` and the worker releases the batch; raised while
+applying, `process` settles the batch with every unfinished item given back without using an
+attempt (what was done stays done: a created Lead stays linked), then raises it so the side
+pauses (`syncd.runtime.worker`'s docstring has the whole table, bugs included). A plan that
 changes nothing writes nothing, so reprocessing an item is harmless.
 """
 
@@ -40,6 +44,7 @@ from syncd.clients.salesforce import (
     soql_in,
 )
 from syncd.domain import retry as retry_rules
+from syncd.domain.fieldmap import PARDOT_LINK_FIELDS
 from syncd.domain.match import email_key
 from syncd.domain.models import (
     CrmRecord,
@@ -54,7 +59,14 @@ from syncd.domain.models import (
     sf_id_key,
     thaw,
 )
-from syncd.domain.plan import Plan, TaskSpec, parse_task_marker, reconcile, task_fields
+from syncd.domain.plan import (
+    Plan,
+    TaskSpec,
+    mirror_value,
+    parse_task_marker,
+    reconcile,
+    task_fields,
+)
 from syncd.domain.values import parse_datetime
 from syncd.runtime.control import SIDES, raise_if_paused
 from syncd.runtime.pollers import EMAILS_KV
@@ -95,9 +107,19 @@ def prospect_from(raw: Mapping[str, Any]) -> Prospect:
         user_id=user_id,
         fields={k: v for k, v in raw.items()},
         updated_at=updated,
-        crm_id=raw.get("salesforceId") or None,
+        crm_id=_native_link(raw),
         is_deleted=bool(raw.get("isDeleted")),
     )
+
+
+def _native_link(raw: Mapping[str, Any]) -> str | None:
+    """The CRM record Salesforce's own connector linked the prospect to, if any: a matching
+    hint only (syncd never writes these read-only fields; its own link lives in the store)."""
+    for name in PARDOT_LINK_FIELDS:
+        value = raw.get(name)
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    return None
 
 
 def record_from(raw: Mapping[str, Any], crm_type: CrmType | None = None) -> CrmRecord:
@@ -235,7 +257,6 @@ class RunStats:
     skipped: int = 0
     retried: int = 0
     errors: int = 0
-    plans: list[Plan] = field(default_factory=list)
 
 
 # -- one unit of work ---------------------------------------------------------------------------
@@ -255,9 +276,11 @@ class Work:
     followup: Plan | None = None
     emails: list[SentEmail] = field(default_factory=list)
     created_id: str | None = None  # the Lead (or prospect) created for this work
+    created_new: bool = False  # created by this batch (not found again after a lost answer)
     created_record: CrmRecord | None = None
     pardot_updated_at: datetime | None = None
     error: errors.APIError | None = None
+    paused: errors.BudgetExhaustedError | None = None  # unfinished: a side's budget ran out
     link_to_store: StoredLink | None = None
     audit: list[AuditLine] = field(default_factory=list)
     emails_logged: set[int] = field(default_factory=set)
@@ -266,11 +289,16 @@ class Work:
 
     @property
     def ok(self) -> bool:
-        return self.error is None
+        return self.error is None and self.paused is None
 
     def fail(self, exc: errors.APIError) -> None:
-        if self.error is None:
+        if self.ok:
             self.error = exc
+
+    def pause(self, signal: errors.BudgetExhaustedError) -> None:
+        """Stop here: the items go back to the queue without using an attempt."""
+        if self.ok:
+            self.paused = signal
 
 
 @dataclass(eq=False)
@@ -292,13 +320,10 @@ class _TaskJob:
 class Pipeline:
     """Claims and syncs batches of queued items for one worker."""
 
-    def __init__(
-        self, rt: Runtime, *, worker_id: str, stats: RunStats | None = None, dry_run: bool = False
-    ) -> None:
+    def __init__(self, rt: Runtime, *, worker_id: str, stats: RunStats | None = None) -> None:
         self.rt = rt
         self.worker_id = worker_id
         self.stats = stats if stats is not None else RunStats()
-        self.dry_run = dry_run
         self._pardot_fields = list(rt.field_map.pardot_fields())
 
     # -- claim ---------------------------------------------------------------------------
@@ -320,40 +345,6 @@ class Pipeline:
         items: list[QueueItem] = await rt.store.run(take)
         return items
 
-    async def run_batch(self) -> int:
-        """Claim and sync one batch; returns how many items were claimed (0: none due).
-
-        Raises `BudgetExhaustedError` (after releasing the batch) when a side is paused.
-        """
-        self.rt.budget.check("salesforce")
-        self.rt.budget.check("pardot")
-        items = await self.claim()
-        if not items:
-            return 0
-        try:
-            await self.process(items)
-        except errors.BudgetExhaustedError:
-            await self._release(items)
-            raise
-        except BaseException:
-            # Anything unexpected: give the items back so nothing is lost; the lease would
-            # expire anyway, this just makes them due at once.
-            await asyncio.shield(self._release(items))
-            raise
-        finally:
-            try:
-                await self.rt.budget.sync()
-            except Exception as exc:  # counting must never fail a batch
-                log.warning("api_usage_sync_failed", error=type(exc).__name__)
-        return len(items)
-
-    async def _release(self, items: Sequence[QueueItem]) -> None:
-        now = self.rt.clock()
-        ids = [i.id for i in items]
-        await self.rt.store.run(
-            lambda tx: self.rt.store.queue.release(tx, ids, worker_id=self.worker_id, now=now)
-        )
-
     # -- the whole batch -------------------------------------------------------------------
 
     async def process(self, items: Sequence[QueueItem]) -> list[Work]:
@@ -362,13 +353,16 @@ class Pipeline:
         directory = await self.rt.directory()
         await self._load(works, directory)
         self._decide(works, directory)
-        if self.dry_run:
+        try:
+            await self._apply(works, directory)
+        except errors.BudgetExhaustedError as signal:
+            # A side's budget ran out mid-apply: what is done stays done, the rest waits.
             for w in works:
-                if w.plan is not None:
-                    self.stats.plans.append(w.plan)
-            return works
-        await self._apply(works, directory)
+                w.pause(signal)
         await self._settle(works)
+        paused = next((w.paused for w in works if w.paused is not None), None)
+        if paused is not None:
+            raise paused
         return works
 
     async def plan_only(self, items: Sequence[QueueItem]) -> list[Plan]:
@@ -522,8 +516,6 @@ class Pipeline:
                 w.raw_prospect = await self.rt.pardot.get_prospect(
                     w.prospect_id, self._pardot_fields
                 )
-            except errors.BudgetExhaustedError:
-                raise
             except errors.APIError as exc:
                 w.fail(exc)
 
@@ -536,8 +528,6 @@ class Pipeline:
                 rows = await self.rt.pardot.prospects_in_id_range(
                     min(ids), max(ids), self._pardot_fields
                 )
-            except errors.BudgetExhaustedError:
-                raise
             except errors.APIError as exc:
                 for w in group:
                     w.fail(exc)
@@ -554,7 +544,7 @@ class Pipeline:
     ) -> list[CrmRecord]:
         if not values:
             return []
-        fields = ", ".join(self.rt.field_map.crm_select_fields(crm_type))
+        fields = ", ".join(self.rt.crm_select_fields(crm_type))
         out: list[CrmRecord] = []
         for chunk in chunked_in_lists(values, max_chars=SOQL_IN_BUDGET):
             soql = f"SELECT {fields} FROM {crm_type.value} WHERE {soql_in(where_field, chunk)}"
@@ -582,50 +572,61 @@ class Pipeline:
         return out
 
     def _select(self, crm_type: CrmType, where_field: str, values: list[str]) -> list[str]:
-        fields = ", ".join(self.rt.field_map.crm_select_fields(crm_type))
+        fields = ", ".join(self.rt.crm_select_fields(crm_type))
         return [
             f"SELECT {fields} FROM {crm_type.value} WHERE {soql_in(where_field, chunk)}"
             for chunk in chunked_in_lists(values, max_chars=SOQL_IN_BUDGET)
         ]
 
     async def _records_by_id_and_email(
-        self, ids: Iterable[str], emails: Iterable[str]
-    ) -> tuple[dict[str, CrmRecord], list[CrmRecord]]:
-        """`_records_by_id` and `_records_by_email` in one go: the queries of both ride in
-        composite calls of up to 5 (one API call each) instead of one call per query."""
+        self, ids: Iterable[str], emails: Iterable[str], mirrored: Iterable[int] = ()
+    ) -> tuple[dict[str, CrmRecord], list[CrmRecord], list[CrmRecord]]:
+        """`_records_by_id`, `_records_by_email` and the records whose mirror field names one of
+        `mirrored` (prospect ids) in one go: the queries ride in composite calls of up to 5
+        (one API call each) instead of one call per query."""
         by_type: dict[CrmType, list[str]] = {CrmType.LEAD: [], CrmType.CONTACT: []}
         for crm_id in ids:
             kind = crm_type_of_id(crm_id)
             if kind is not None and crm_id not in by_type[kind]:
                 by_type[kind].append(crm_id)
         wanted = sorted({e.strip() for e in emails if e and e.strip()})
-        jobs: list[tuple[CrmType, bool]] = []  # (type, by email) per query
+        mirror = self.rt.config.crm_link_field
+        named = sorted({str(pid) for pid in mirrored}) if mirror else []
+        jobs: list[tuple[CrmType, str]] = []  # (type, what the query looks up) per query
         soqls: list[str] = []
         for kind, values in by_type.items():
             for q in self._select(kind, "Id", values) if values else []:
-                jobs.append((kind, False))
+                jobs.append((kind, "id"))
                 soqls.append(q)
         for kind in (CrmType.CONTACT, CrmType.LEAD):
             for q in self._select(kind, "Email", wanted) if wanted else []:
-                jobs.append((kind, True))
+                jobs.append((kind, "email"))
+                soqls.append(q)
+            for q in self._select(kind, mirror, named) if mirror and named else []:
+                jobs.append((kind, "mirror"))
                 soqls.append(q)
         by_id: dict[str, CrmRecord] = {}
         candidates: list[CrmRecord] = []
+        mirrors: list[CrmRecord] = []
         results = await self.rt.salesforce.query_many(soqls) if soqls else []
-        for (kind, by_email), rows in zip(jobs, results, strict=True):
+        for (kind, what), rows in zip(jobs, results, strict=True):
             for raw in rows:
                 rec = _readable_record(raw, kind)
-                if by_email:
+                if what == "email":
                     candidates.append(rec)
+                elif what == "mirror":
+                    mirrors.append(rec)
                 else:
                     by_id[sf_id_key(rec.id)] = rec
-        return by_id, candidates
+        return by_id, candidates, mirrors
 
     @staticmethod
-    def _wanted_crm(works: list[Work]) -> tuple[list[str], list[str]]:
-        """CRM ids to read (links, prospects' CRM ids, CRM-only items) and emails to match."""
+    def _wanted_crm(works: list[Work]) -> tuple[list[str], list[str], list[int]]:
+        """CRM ids to read (links, prospects' CRM ids, CRM-only items), emails to match, and
+        the unlinked prospects whose link may be rebuilt from the mirror field."""
         ids: list[str] = []
         emails: list[str] = []
+        unlinked: list[int] = []
         for w in works:
             if not w.ok:
                 continue
@@ -634,26 +635,27 @@ class Pipeline:
             if w.prospect is not None:
                 if w.prospect.crm_id:
                     ids.append(w.prospect.crm_id)
+                if w.stored_link is None:
+                    unlinked.append(w.prospect.id)
                 # Only unlinked prospects match by email: a link is followed by id.
                 if w.prospect.email and (w.stored_link is None or w.stored_link.crm_deleted):
                     emails.append(w.prospect.email)
             if w.crm_id is not None:
                 ids.append(w.crm_id)
-        return ids, emails
+        return ids, emails, unlinked
 
     async def _load_crm(self, works: list[Work]) -> None:
-        """CRM records for the whole batch: by id, by email, and converted Leads' Contacts."""
-        ids, emails = self._wanted_crm(works)
+        """CRM records for the whole batch: by id, by email, by the link's mirror field, and
+        converted Leads' Contacts."""
+        ids, emails, unlinked = self._wanted_crm(works)
         try:
-            by_id, candidates = await self._records_by_id_and_email(ids, emails)
+            by_id, candidates, mirrors = await self._records_by_id_and_email(ids, emails, unlinked)
             converted = [
                 r.converted_contact_id
-                for r in [*by_id.values(), *candidates]
+                for r in [*by_id.values(), *candidates, *mirrors]
                 if r.is_converted and r.converted_contact_id
             ]
             contacts = await self._records_by_id(c for c in converted if sf_id_key(c) not in by_id)
-        except errors.BudgetExhaustedError:
-            raise
         except errors.APIError as exc:
             for w in works:
                 w.fail(exc)
@@ -668,11 +670,19 @@ class Pipeline:
         cand_ids = [r.id for r in candidates]
         async with self.rt.store.read() as tx:
             taken = await self.rt.store.links.by_crm_ids(tx, cand_ids) if cand_ids else {}
+        by_mirror: dict[int, list[CrmRecord]] = {}
+        mirror = self.rt.config.crm_link_field
+        for rec in mirrors:
+            pid = mirror_value(rec.fields.get(mirror or ""))
+            if pid is not None:
+                by_mirror.setdefault(pid, []).append(rec)
         for w in works:
             if not w.ok or w.plan is not None:
                 continue
             if w.prospect is not None:
-                w.inp = self._prospect_input(w, w.prospect, by_id, by_email, taken)
+                w.inp = self._prospect_input(
+                    w, w.prospect, by_id, by_email, taken, by_mirror.get(w.prospect.id, [])
+                )
             elif w.crm_id is not None and w.prospect_id is None:
                 record = by_id.get(sf_id_key(w.crm_id))
                 w.inp = ProspectInput(prospect=None, link=None, linked=None, crm_record=record)
@@ -684,13 +694,17 @@ class Pipeline:
         by_id: Mapping[str, CrmRecord],
         by_email: Mapping[str, list[CrmRecord]],
         taken_links: Mapping[str, list[StoredLink]],
+        mirrored: Sequence[CrmRecord] = (),
     ) -> ProspectInput:
         link = domain_link(w.stored_link) if w.stored_link is not None else None
         linked_id = link.crm_id if link is not None else prospect.crm_id
         linked = by_id.get(sf_id_key(linked_id)) if linked_id else None
         converted = None
-        if linked is not None and linked.is_converted and linked.converted_contact_id:
-            converted = by_id.get(sf_id_key(linked.converted_contact_id))
+        # The record the decision will follow: the link's, else (no link) a mirrored one first.
+        for rec in (linked,) if link is not None else (*mirrored, linked):
+            if rec is not None and rec.is_converted and rec.converted_contact_id:
+                converted = by_id.get(sf_id_key(rec.converted_contact_id))
+                break
         key = email_key(prospect.email)
         candidates = [c for c in (by_email.get(key, []) if key else []) if not c.is_converted]
         taken = frozenset(
@@ -706,6 +720,7 @@ class Pipeline:
             candidates=candidates,
             emails=tuple(w.emails),
             taken_crm_ids=taken,
+            mirrored=tuple(mirrored),
         )
 
     # -- decide -----------------------------------------------------------------------------
@@ -762,8 +777,6 @@ class Pipeline:
             results = await self.rt.salesforce.create_many(
                 "Lead", bodies, all_or_none=False, auto_assign=auto_assign
             )
-        except errors.BudgetExhaustedError:
-            raise
         except errors.RetriableAPIError as exc:
             # The whole request failed in a way that may have been applied: treat every record
             # as unknown and re-match, never resend blindly.
@@ -778,6 +791,9 @@ class Pipeline:
         for w, result in zip(group, results, strict=True):
             if result.success and result.id:
                 w.created_id = result.id
+                w.created_new = True
+            elif result.budget is not None:
+                w.pause(result.budget)  # its chunk was refused unprocessed: nothing was created
             elif result.retriable:
                 unknown.append(w)
             else:
@@ -789,7 +805,9 @@ class Pipeline:
         """Read the new Leads back (owner chosen by a rule, system fields) and plan the rest."""
         try:
             records = await self._records_by_id(w.created_id for w in created if w.created_id)
-        except errors.APIError as exc:
+        except (errors.APIError, errors.BudgetExhaustedError) as exc:
+            # Not read back: the Leads are still linked below (a spent budget pauses at the
+            # next call).
             records = {}
             log.warning("created_leads_not_read_back", code=exc.code)
         now = self.rt.clock()
@@ -876,8 +894,6 @@ class Pipeline:
                     self._requeue_prospect(w, pid)
                     continue
                 created = await self.rt.pardot.create_prospect(data, ["id", "updatedAt"])
-            except errors.BudgetExhaustedError:
-                raise
             except errors.APIError as exc:
                 w.fail(exc)
                 continue
@@ -894,7 +910,7 @@ class Pipeline:
                 base=thaw(plan.new_base or {}),
                 synced_at=self.rt.clock(),
             )
-            # Its next sync writes the link fields (salesforceId) to the new prospect.
+            # Its next sync merges with the record (and writes the link's mirror, if any).
             self._requeue_prospect(w, pid)
 
     def _requeue_prospect(self, w: Work, prospect_id: int) -> None:
@@ -918,8 +934,6 @@ class Pipeline:
                 results = await self.rt.salesforce.update_many(
                     kind.value, [body for _, body in batch], all_or_none=False
                 )
-            except errors.BudgetExhaustedError:
-                raise
             except errors.APIError as exc:
                 for w, _ in batch:
                     w.fail(exc)
@@ -927,6 +941,8 @@ class Pipeline:
             for (w, body), result in zip(batch, results, strict=True):
                 if result.success:
                     self.stats.crm_fields += len(body) - 1
+                elif result.budget is not None:
+                    w.pause(result.budget)
                 else:
                     w.fail(_result_error(result))
 
@@ -937,6 +953,10 @@ class Pipeline:
         created and marked done with the Task id after. A pair found still pending was being
         created when an answer was lost or the process died: the record's Tasks are searched
         for the email's marker first, and the Task is created only if it is not there.
+
+        Exactly once must not depend on the store surviving (a lost file, a new database): a
+        pair the store knew nothing of is searched for too, in bulk for the batch, unless its
+        record was created by this very batch (a new Lead has no Tasks yet).
         """
         wanted: list[_TaskJob] = []
         for w in works:
@@ -948,15 +968,28 @@ class Pipeline:
         if not wanted:
             return
         todo, unsure = await self._reserve_tasks(wanted)
+        # New reservations whose record existed before this batch: the store may have lost what
+        # it knew (a Task made by an earlier store), so look for the marker before creating.
+        fresh = [j for j in todo if not (j.work.created_new and j.who == j.work.created_id)]
+        if fresh:
+            todo = [j for j in todo if j not in fresh]
+            unsure = [*unsure, *fresh]
+        held = [j.key for j in [*todo, *unsure]]
         done: list[tuple[tuple[int, str], str]] = []
-        if unsure:
-            found, again = await self._find_tasks(unsure)
-            done.extend(found)
-            todo.extend(again)
         released: list[tuple[int, str]] = []
-        if todo:
-            created, released = await self._send_tasks(todo, directory)
-            done.extend(created)
+        try:
+            if unsure:
+                found, again = await self._find_tasks(unsure)
+                done.extend(found)
+                todo.extend(again)
+            if todo:
+                created, released = await self._send_tasks(todo, directory)
+                done.extend(created)
+        except errors.BudgetExhaustedError:
+            # Paused with the outcome of these pairs unknown: let them go, so the next attempt
+            # (by any worker) searches for their Tasks by marker before creating any.
+            await self._let_go(held)
+            raise
         if done or released:
             async with self.rt.store.transaction() as tx:
                 if done:
@@ -1057,8 +1090,6 @@ class Pipeline:
             bodies.append(body)
         try:
             results = await self.rt.salesforce.create_many("Task", bodies, all_or_none=False)
-        except errors.BudgetExhaustedError:
-            raise
         except errors.APIError as exc:
             # Outcome unknown: the reservations stay pending and are let go, so the next
             # attempt (by any worker) searches for the Tasks before creating them.
@@ -1074,6 +1105,9 @@ class Pipeline:
                 done.append((job.key, result.id))
                 job.work.emails_logged.add(job.spec.email_id)
                 self.stats.tasks += 1
+            elif result.budget is not None:
+                released.append(job.key)  # refused unprocessed: certainly not created
+                job.work.pause(result.budget)
             else:
                 if result.retriable:
                     unknown.append(job.key)  # this chunk's answer was lost
@@ -1118,8 +1152,8 @@ class Pipeline:
                 answer = await self.rt.pardot.update_prospect(
                     w.prospect_id, data, ("id", "updatedAt")
                 )
-            except errors.BudgetExhaustedError as exc:
-                w.fail(exc)
+            except errors.BudgetExhaustedError as signal:
+                w.pause(signal)  # the other updates in flight finish; this one waits
                 return
             except errors.APIError as exc:
                 w.fail(exc)
@@ -1139,9 +1173,9 @@ class Pipeline:
                 jobs.append(one(w, data))
         if jobs:
             await asyncio.gather(*jobs)
-        budget = [w.error for w in works if isinstance(w.error, errors.BudgetExhaustedError)]
-        if budget:
-            log.warning("pardot_budget_exhausted_mid_batch", items=len(budget))
+        paused = [w for w in works if w.paused is not None]
+        if paused:
+            log.warning("pardot_budget_exhausted_mid_batch", items=len(paused))
 
     # -- settle -----------------------------------------------------------------------------
 
@@ -1267,6 +1301,8 @@ class Pipeline:
         return lines
 
     def _count(self, w: Work) -> None:
+        if w.paused is not None:
+            return  # not processed: back in the queue
         self.stats.items += len(w.items)
         plan = w.plan
         if plan is None:
@@ -1292,6 +1328,10 @@ class Pipeline:
             out.complete.extend(i.id for i in w.items)
             if w.requeue is not None:
                 out.requeue.append(w.requeue)
+        elif w.paused is not None:
+            if w.link_to_store is not None:
+                out.links.append(w.link_to_store)  # a created record stays linked
+            out.release.extend(i.id for i in w.items)  # no attempt used
         else:
             if w.link_to_store is not None:
                 out.links.append(w.link_to_store)  # a created record stays linked, whatever failed
@@ -1344,6 +1384,8 @@ class Pipeline:
                     await rt.store.kv.set(tx, key, left, now=now)
             if out.complete:
                 await rt.store.queue.complete(tx, out.complete, worker_id=self.worker_id)
+            if out.release:
+                await rt.store.queue.release(tx, out.release, worker_id=self.worker_id, now=now)
             for item, exc, at in out.retry:
                 code, message = _error_text(exc)
                 await rt.store.queue.retry(
@@ -1377,6 +1419,7 @@ class _Settlement:
     links: list[StoredLink] = field(default_factory=list)
     audit: list[AuditLine] = field(default_factory=list)
     complete: list[int] = field(default_factory=list)
+    release: list[int] = field(default_factory=list)  # paused by a spent budget
     retry: list[tuple[QueueItem, errors.APIError, datetime]] = field(default_factory=list)
     fail: list[tuple[QueueItem, errors.APIError]] = field(default_factory=list)
     requeue: list[NewItem] = field(default_factory=list)

@@ -296,7 +296,7 @@ class Pollers:
     # -- Salesforce ------------------------------------------------------------------------
 
     def _crm_soql(self, crm_type: CrmType, start: datetime, end: datetime) -> str:
-        fields = ", ".join(self.rt.field_map.crm_select_fields(crm_type))
+        fields = ", ".join(self.rt.crm_select_fields(crm_type))
         return (
             f"SELECT {fields} FROM {crm_type.value} "
             f"WHERE SystemModstamp >= {soql_datetime(start)} "

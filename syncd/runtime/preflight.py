@@ -182,6 +182,8 @@ class Fields:
     checked: int = 0
     managed_package: dict[str, bool] = field(default_factory=dict)
     problems: list[dict[str, Any]] = field(default_factory=list)
+    # sync.crm_link_field: per object, "ok" or what is wrong with the link's mirror field.
+    link_mirror: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -419,7 +421,7 @@ class _Builder:
             }
         for crm_type in CrmType:
             info = self.field_info.get(crm_type.value)
-            wanted = self.rt.field_map.crm_select_fields(crm_type)
+            wanted = self.rt.crm_select_fields(crm_type)
             # A field the org lacks would fail every SOQL: read what exists (reported below).
             self.select[crm_type] = (
                 wanted if info is None else tuple(f for f in wanted if f in info)
@@ -449,6 +451,44 @@ class _Builder:
                             "blocker": blocker,
                         }
                     )
+
+        mirror = self.rt.config.crm_link_field
+        if mirror:
+            self._check_mirror(mirror)
+
+    def _check_mirror(self, name: str) -> None:
+        """The link's mirror must exist on Lead and Contact, hold text, and be editable by the
+        connector user (it is written when a link is made or moves)."""
+        out = self.report.fields
+        for crm_type in CrmType:
+            info = self.field_info.get(crm_type.value)
+            if info is None:
+                continue
+            spec = info.get(name)
+            if spec is None:
+                problem = (
+                    f"not on {crm_type.value}: create it (Text, 18) or unset sync.crm_link_field"
+                )
+            elif spec.get("type") not in ("string", "textarea"):
+                problem = f"is a {spec.get('type')} field: make it Text (the prospect id as text)"
+            elif not (spec.get("createable") and spec.get("updateable")):
+                problem = (
+                    "not editable by the connector user (field-level security): grant Edit, "
+                    "or the link cannot be mirrored"
+                )
+            else:
+                out.link_mirror[crm_type.value] = "ok"
+                continue
+            out.link_mirror[crm_type.value] = problem
+            out.problems.append(
+                {
+                    "object": crm_type.value,
+                    "field": name,
+                    "pardot_field": "(sync.crm_link_field)",
+                    "problem": problem,
+                    "blocker": True,
+                }
+            )
 
     @staticmethod
     def _field_problem(
@@ -787,9 +827,12 @@ class _Builder:
             b.ids[kind].append(p.crm_id)
         if plan.action is LinkAction.CREATE_LEAD:
             b.creates += 1
-            self.tally.pardot_patches += 1  # the follow-up writes salesforceId / salesforceLeadId
             self.tally.written_records += 1
+            if self.rt.config.assignment == "rule":
+                self.tally.pardot_patches += 1  # the owner the rule chose goes back to Pardot
         elif plan.pardot_update:
+            # Only real value changes: the link lives in the store, never written back to
+            # Pardot's read-only link fields (RULES.md 2a).
             self.tally.pardot_patches += 1
         if plan.crm_update and plan.crm_type is not None:
             b.updates[plan.crm_type] += 1

@@ -13,10 +13,16 @@
 their items released if the store answers within a moment; if not, their leases expire and they
 run again later. Nothing is lost either way, because every effect is safe to run twice.
 
+Workers are `runtime.worker.Worker`s in daemon mode: the same loop, and the same failure
+handling, as `syncd once` and `syncd demo` (see that module). Refused credentials are counted by
+a `runtime.login.LoginWatch`: the pollers and workers back off for `sync.login_backoff_s`, the
+failing side shows in `/healthz`, the metrics and the store (for `syncd check` and `status`),
+and after too many refusals `run()` stops and raises the `AuthError` (the CLI exits 2).
+
 Polling: every `sync.poll_interval_s` the process polls the feeds it holds (`runtime.leader`:
 all of them on SQLite; on PostgreSQL each feed is held by one process at a time). A feed whose
 side is paused by the API budget is skipped. Workers: `sync.workers` tasks, each claiming a batch
-(`sync.batch_size`) at a time through `runtime.pipeline`; an idle worker waits for the pollers'
+(`sync.batch_size`) at a time through `runtime.worker`; an idle worker waits for the pollers'
 wake-up or a short idle interval. Expired leases are reaped in the same transaction as each claim
 (`Pipeline.claim`), so a separate reaper would only repeat it. The heartbeat row
 (`store.heartbeats`) is refreshed every few seconds, together with the shared API usage counts.
@@ -41,23 +47,22 @@ from typing import Any
 from syncd import __version__, errors, logs
 from syncd.clients.http import CallRecord
 from syncd.domain.models import CrmType
-from syncd.domain.retry import next_attempt
 from syncd.runtime import pollers as feeds
 from syncd.runtime.alerts import Alerter, incidents
 from syncd.runtime.leader import Election, election_for
+from syncd.runtime.login import LOGIN_FAILING_KV, LoginWatch
 from syncd.runtime.metrics import SyncdMetrics
 from syncd.runtime.ops import Check, OpsHandlers, OpsServer, parse_listen
-from syncd.runtime.pipeline import Pipeline, RunStats, Work
+from syncd.runtime.pipeline import RunStats, Work
 from syncd.runtime.sdnotify import Notifier
+from syncd.runtime.signals import Stop
 from syncd.runtime.snapshot import RUN_ROLE, read_snapshot
 from syncd.runtime.wiring import Runtime
-from syncd.store import Heartbeat, QueueItem
+from syncd.runtime.worker import RELEASE_TIMEOUT_S, Worker, abandon, wait_any
+from syncd.store import Heartbeat
 
 log = logs.get(__name__)
 
-IDLE_WAIT_MAX_S = 2.0  # an idle worker looks for due items at least this often
-ERROR_BACKOFF_S = 5.0  # after an unexpected failure of a loop iteration
-RELEASE_TIMEOUT_S = 5.0  # how long a stopping worker tries to give its items back
 HEARTBEAT_PRUNE_AFTER = timedelta(days=1)
 TICK_S = 1.0
 _STORE_LOOPS = ("_poll_loop", "_heartbeat_loop")  # background loops that write to the store
@@ -98,17 +103,6 @@ def new_process_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-async def wait_any(*aws: Awaitable[Any], timeout_s: float | None = None) -> None:
-    """Return when the first of `aws` completes (or after `timeout_s`); cancel the rest."""
-    tasks = [asyncio.ensure_future(a) for a in aws]
-    try:
-        await asyncio.wait(tasks, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-
 class Service:
     """The `syncd run` daemon over one `Runtime` (see the module docstring)."""
 
@@ -129,45 +123,48 @@ class Service:
         self.process_id = process_id or new_process_id()
         self.feeds = feeds_of(feeds.Pollers(rt))
         self.started_at = rt.clock()
-        self._stats: list[RunStats] = []  # one per worker, so per-batch deltas are exact
-        self._stop = asyncio.Event()
-        self._force = asyncio.Event()
+        self.stop = Stop()
+        self.stats = RunStats()
+        self.login = LoginWatch(
+            backoff_s=rt.settings.sync.login_backoff_s,
+            refusals_at_start=rt.settings.sync.login_refusals_at_start,
+            refusals_later=rt.settings.sync.login_refusals_later,
+            clock=rt.clock,
+        )
         self._work_available = asyncio.Event()
         self._workers: list[asyncio.Task[None]] = []
         self._background: list[asyncio.Task[None]] = []
         self._last_tick = time.monotonic()
         self._api_ok: set[str] = set()
-        self._login_refused: set[str] = set()
         self._ops: OpsServer | None = None
         self._held_feeds: frozenset[str] = frozenset()
         self._polled_at: dict[str, datetime] = {}  # last successful poll of each feed held here
-        self._stop_reason = ""
-        self.exit_code = 0
 
     # -- control --------------------------------------------------------------------------------
 
     def request_stop(self, sig: signal.Signals | None = None) -> None:
         """Graceful stop: claim nothing new, finish or release in-flight items within the grace."""
-        if not self._stop.is_set():
-            self._stop_reason = sig.name if sig else "requested"
-            self._stop.set()
+        self.stop.request(sig)
 
     def force_stop(self, sig: signal.Signals | None = None) -> None:
         """Immediate stop: cancel in-flight batches now (their leases cover anything left)."""
-        self.request_stop(sig)
-        if not self._force.is_set():
-            self._force.set()
-            if sig is not None:
-                self.exit_code = 128 + int(sig)
+        self.stop.force(sig)
 
     @property
     def stopping(self) -> bool:
-        return self._stop.is_set()
+        return self.stop.is_requested
+
+    @property
+    def exit_code(self) -> int:
+        return self.stop.exit_code
 
     # -- the run --------------------------------------------------------------------------------
 
     async def run(self) -> int:
-        """Run until stopped; returns the process exit code (0 after a graceful stop)."""
+        """Run until stopped; returns the process exit code (0 after a graceful stop).
+
+        Raises `errors.AuthError` (after stopping) when the login was refused too often.
+        """
         self.metrics.info.set(1, version=__version__)
         self.metrics.start_time.set(time.time())
         self._observe_api_calls()
@@ -190,7 +187,7 @@ class Service:
             loops.append(self._alerts_loop)
         self._background = [asyncio.create_task(f(), name=f.__name__) for f in loops]
         self._workers = [
-            asyncio.create_task(self._worker_loop(i), name=f"worker-{i}")
+            asyncio.create_task(self._worker(i).run(), name=f"worker-{i}")
             for i in range(self.settings.sync.workers)
         ]
         log.info(
@@ -203,10 +200,26 @@ class Service:
         )
         self.notifier.ready(status=self._status_line())
         try:
-            await self._stop.wait()
+            await wait_any(self.stop.requested.wait(), self.login.given_up.wait())
+            if self.login.gave_up is not None:
+                self.stop.request()
         finally:
             await self._shutdown()
+        if self.login.gave_up is not None:
+            raise self.login.gave_up
         return self.exit_code
+
+    def _worker(self, index: int) -> Worker:
+        return Worker(
+            self.rt,
+            worker_id=f"{self.process_id}/w{index}",
+            stop=self.stop,
+            burst=False,
+            stats=self.stats,
+            wake=self._work_available,
+            on_settled=self._count,
+            login=self.login,
+        )
 
     async def _start_ops(self, listen: str) -> None:
         """The web console and /healthz, /readyz, /metrics on `ops.listen` (syncd.runtime.ops)."""
@@ -241,7 +254,8 @@ class Service:
 
     async def _shutdown(self) -> None:
         grace_s = self.settings.sync.shutdown_grace_s
-        log.info("service_stopping", reason=self._stop_reason or "cancelled", grace_s=grace_s)
+        reason = self._stop_reason()
+        log.info("service_stopping", reason=reason, grace_s=grace_s)
         self.notifier.stopping(status="stopping: finishing in-flight items")
         # Loops that touch the store stop at their next check rather than being cancelled
         # mid-transaction; only what is still running when the grace ends is cancelled.
@@ -251,29 +265,39 @@ class Service:
             *(t for t in self._background if t.get_name() in _STORE_LOOPS),
         ]
         busy = [t for t in store_loops if not t.done()]
-        if busy and not self._force.is_set():
-            await wait_any(asyncio.wait(busy), self._force.wait(), timeout_s=grace_s)
-        unfinished = [t for t in self._workers if not t.done()]
-        for t in (*self._workers, *self._background):
-            t.cancel()
-        await asyncio.gather(*self._workers, *self._background, return_exceptions=True)
-        if self._ops is not None:
-            await self._ops.aclose()
-        await self.election.aclose()
+        if busy and not self.stop.is_forced:
+            await wait_any(asyncio.wait(busy), self.stop.forced.wait(), timeout_s=grace_s)
+        # Cancelled batches give their items back within RELEASE_TIMEOUT_S or are left to
+        # their leases: a store locked by another process must not hold the stop up.
+        unfinished = await abandon([*self._workers, *self._background])
         with contextlib.suppress(Exception):
             async with asyncio.timeout(RELEASE_TIMEOUT_S):
-                await self.rt.store.run(
-                    lambda tx: self.rt.store.heartbeats.remove(tx, self.process_id)
-                )
+                if self._ops is not None:
+                    await self._ops.aclose()
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(RELEASE_TIMEOUT_S):
+                await self.election.aclose()
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(RELEASE_TIMEOUT_S):
+                await self.rt.store.run(self._remove_beat)
         log.info(
             "service_stopped",
-            reason=self._stop_reason or "cancelled",
-            forced=self._force.is_set(),
-            cancelled_batches=len(unfinished),
-            items=sum(st.items for st in self._stats),
-            retried=sum(st.retried for st in self._stats),
-            errors=sum(st.errors for st in self._stats),
+            reason=reason,
+            forced=self.stop.is_forced,
+            cancelled_tasks=unfinished,
+            items=self.stats.items,
+            retried=self.stats.retried,
+            errors=self.stats.errors,
         )
+
+    def _stop_reason(self) -> str:
+        if self.login.gave_up is not None:
+            return "login refused"
+        return self.stop.reason if self.stop.is_requested else "cancelled"
+
+    async def _remove_beat(self, tx: Any) -> None:
+        await self.rt.store.heartbeats.remove(tx, self.process_id)
+        await self._write_login_state(tx, clear=True)
 
     def _status_line(self) -> str:
         held = ", ".join(sorted(self._held_feeds)) or "none"
@@ -293,6 +317,8 @@ class Service:
                 self._held_feeds = await self.election.ensure(names)
                 stats = feeds.PollStats()
                 for feed in self.feeds:
+                    if self.login.probe_in_s() > 0:
+                        break  # refused this round: the next probe is after the back-off
                     if feed.name in self._held_feeds and not self.stopping:
                         await self._poll_feed(feed, stats)
                 if stats.total_queued:
@@ -300,7 +326,8 @@ class Service:
             except Exception as exc:
                 log.warning("poll_round_failed", error=logs.redact(str(exc)))
             elapsed_s = time.monotonic() - started
-            await wait_any(self._stop.wait(), timeout_s=max(0.0, interval_s - elapsed_s))
+            wait_s = max(0.0, interval_s - elapsed_s, self.login.probe_in_s())
+            await wait_any(self.stop.requested.wait(), timeout_s=wait_s)
 
     async def _poll_feed(self, feed: Feed, stats: feeds.PollStats) -> None:
         try:
@@ -308,12 +335,15 @@ class Service:
             await feed.poll(stats)
         except errors.BudgetExhaustedError as exc:
             log.info("poll_skipped", feed=feed.name, system=feed.system, code=exc.code)
+        except errors.AuthError as exc:
+            self.login.refused(exc)
         except errors.APIError as exc:
             log.warning("poll_failed", feed=feed.name, system=exc.system, code=exc.code,
                         status=exc.status, message=exc.message)  # fmt: skip
         except errors.StoreError as exc:
             log.warning("poll_failed", feed=feed.name, error=logs.redact(str(exc)))
         else:
+            self.login.succeeded()
             self._polled_at[feed.name] = self.rt.clock()
             queued = stats.queued.get(feed.name, 0)
             if queued:
@@ -321,108 +351,7 @@ class Service:
 
     # -- workers ----------------------------------------------------------------------------------
 
-    async def _worker_loop(self, index: int) -> None:
-        stats = RunStats()
-        self._stats.append(stats)
-        pipeline = Pipeline(self.rt, worker_id=f"{self.process_id}/w{index}", stats=stats)
-        idle_s = min(self.settings.sync.poll_interval_s, IDLE_WAIT_MAX_S)
-        while not self.stopping:
-            try:
-                claimed = await self._one_batch(pipeline)
-            except errors.BudgetExhaustedError as exc:
-                wait_s = min(max(exc.retry_after_s or 0.0, idle_s), 60.0)
-                await wait_any(self._stop.wait(), timeout_s=wait_s)
-                continue
-            except Exception as exc:
-                log.warning("batch_failed", worker=index, error=logs.redact(str(exc)),
-                            kind=type(exc).__name__)  # fmt: skip
-                await wait_any(self._stop.wait(), timeout_s=ERROR_BACKOFF_S)
-                continue
-            if claimed == 0:
-                self._work_available.clear()
-                await wait_any(self._stop.wait(), self._work_available.wait(), timeout_s=idle_s)
-
-    async def _one_batch(self, pipeline: Pipeline) -> int:
-        """Claim one batch and sync it; on any interruption give the items back."""
-        self.rt.budget.check("salesforce")
-        self.rt.budget.check("pardot")
-        items = await pipeline.claim()
-        if not items:
-            return 0
-        retried, failed = pipeline.stats.retried, pipeline.stats.errors
-        try:
-            works = await pipeline.process(items)
-        except (errors.SyncdError, asyncio.CancelledError, KeyboardInterrupt, SystemExit):
-            # A stop, a paused budget, a store or API failure: nothing is wrong with the items.
-            await asyncio.shield(self._release(pipeline.worker_id, items))
-            raise
-        except Exception as exc:
-            # A bug, not the items' fault as far as we can tell. Releasing would hand the same
-            # batch back forever, so it counts as an attempt: retried with backoff, and parked
-            # in the error queue as INTERNAL_ERROR after sync.max_attempts.
-            await asyncio.shield(self._park(pipeline.worker_id, items, exc))
-            raise
-        finally:
-            with contextlib.suppress(Exception):
-                await self.rt.budget.sync()
-        self._count(
-            works, retried=pipeline.stats.retried - retried, failed=pipeline.stats.errors - failed
-        )
-        return len(items)
-
-    async def _park(self, worker_id: str, items: Sequence[QueueItem], exc: Exception) -> None:
-        """Retry later (or, past the attempt limit, fail) items whose batch raised a bug."""
-        sync = self.rt.settings.sync
-        now = self.rt.clock()
-        message = logs.redact(f"unexpected {type(exc).__name__} while syncing: {exc}")[:500]
-        log.error("batch_failed_unexpectedly", items=len(items), error=message)
-        give_up = [i.id for i in items if i.attempts >= sync.max_attempts]
-        again = [i for i in items if i.attempts < sync.max_attempts]
-        try:
-            async with asyncio.timeout(RELEASE_TIMEOUT_S), self.rt.store.transaction() as tx:
-                if give_up:
-                    await self.rt.store.queue.fail(
-                        tx,
-                        give_up,
-                        worker_id=worker_id,
-                        code="INTERNAL_ERROR",
-                        message=message,
-                        now=now,
-                    )
-                for item in again:
-                    decision = next_attempt(
-                        attempts=item.attempts,
-                        retriable=True,
-                        now=now,
-                        base_s=sync.retry_base_s,
-                        max_attempts=sync.max_attempts,
-                    )
-                    await self.rt.store.queue.retry(
-                        tx,
-                        [item.id],
-                        worker_id=worker_id,
-                        available_at=decision.retry_at or now,
-                        code="INTERNAL_ERROR",
-                        message=message,
-                        now=now,
-                    )
-        except Exception as store_exc:  # the leases expire and the items run again anyway
-            log.warning("park_failed", error=type(store_exc).__name__)
-
-    async def _release(self, worker_id: str, items: Sequence[QueueItem]) -> None:
-        ids = [i.id for i in items]
-        now = self.rt.clock()
-        try:
-            async with asyncio.timeout(RELEASE_TIMEOUT_S):
-                released = await self.rt.store.run(
-                    lambda tx: self.rt.store.queue.release(tx, ids, worker_id=worker_id, now=now)
-                )
-            log.info("items_released", worker_id=worker_id, count=len(released))
-        except Exception as exc:  # the leases expire and the items run again later
-            log.warning("items_release_failed", worker_id=worker_id, count=len(ids),
-                        error=type(exc).__name__)  # fmt: skip
-
-    def _count(self, works: Sequence[Work], *, retried: int, failed: int) -> None:
+    def _count(self, works: Sequence[Work], retried: int, failed: int) -> None:
         """Metrics of one settled batch: synced items and their latency, retries, errors."""
         now = self.rt.clock()
         for w in works:
@@ -455,13 +384,30 @@ class Service:
         async def write(tx: Any) -> None:
             await self.rt.store.heartbeats.beat(tx, beat)
             await self.rt.store.heartbeats.prune(tx, before=now - HEARTBEAT_PRUNE_AFTER)
+            await self._write_login_state(tx)
 
+        self.login.changed.clear()
         await self.rt.store.run(write)
+
+    async def _write_login_state(self, tx: Any, *, clear: bool = False) -> None:
+        """The failing login in the store (for `syncd check` / `status`), or its removal."""
+        kv = self.rt.store.kv
+        entry = None if clear else self.login.entry(self.process_id)
+        if entry is not None:
+            await kv.set(tx, LOGIN_FAILING_KV, entry, now=self.rt.clock())
+            return
+        current = await kv.get(tx, LOGIN_FAILING_KV)
+        if isinstance(current, dict) and current.get("process_id") == self.process_id:
+            await kv.delete(tx, LOGIN_FAILING_KV)
 
     async def _heartbeat_loop(self) -> None:
         while not self.stopping:
-            await wait_any(self._stop.wait(), timeout_s=self.heartbeat_interval_s())
-            if self._stop.is_set():
+            await wait_any(
+                self.stop.requested.wait(),
+                self.login.changed.wait(),
+                timeout_s=self.heartbeat_interval_s(),
+            )
+            if self.stop.requested.is_set():
                 return
             try:
                 await self._beat()
@@ -500,7 +446,9 @@ class Service:
         assert url is not None
         alerter = Alerter(self.rt.store, url.get_secret_value())
         while not self.stopping:
-            await wait_any(self._stop.wait(), timeout_s=self.settings.alerts.check_interval_s)
+            await wait_any(
+                self.stop.requested.wait(), timeout_s=self.settings.alerts.check_interval_s
+            )
             if self.stopping or feeds.FEED_PARDOT_PROSPECTS not in self._held_feeds:
                 continue  # one sender: the process polling Pardot prospects
             try:
@@ -525,36 +473,35 @@ class Service:
     def _observe_api_calls(self) -> None:
         """Count API calls by system and outcome for /metrics and /readyz.
 
-        The clients report every call to `rt.budget.record` (their `on_call` hook); this wraps
-        that bound method on this instance so the budget keeps counting as before.
+        A hook on both clients' call hooks (beside the budget's and the log's), registered once.
         """
-        budget = self.rt.budget
-        record = budget.record
+        for client in (self.rt.salesforce, self.rt.pardot):
+            if self._count_api_call not in client.call_hooks:
+                client.call_hooks.append(self._count_api_call)
 
-        def counting(call: CallRecord) -> None:
-            record(call)
-            self.metrics.api_calls.inc(system=call.system, outcome=call.outcome)
-            if call.outcome == "ok":
-                self._api_ok.add(call.system)
-                self._login_refused.discard(call.system)
-            elif call.outcome == "auth":
-                self._login_refused.add(call.system)
-
-        budget.record = counting  # type: ignore[method-assign,assignment]  # instance hook, see docstring
+    def _count_api_call(self, call: CallRecord) -> None:
+        self.metrics.api_calls.inc(system=call.system, outcome=call.outcome)
+        if call.outcome == "ok":
+            self._api_ok.add(call.system)
 
     def login_state(self) -> dict[str, str]:
         """Per side: "ok", "refused" (credentials refused) or "no successful call yet"."""
+        refused = self.login.failing.system if self.login.failing is not None else None
         out: dict[str, str] = {}
         for system in ("salesforce", "pardot"):
-            if system in self._login_refused:
+            if system == refused:
                 out[system] = "refused"
             else:
                 out[system] = "ok" if system in self._api_ok else "no successful call yet"
         return out
 
     def healthz(self) -> Check:
-        """Alive: the event loop ticks and no loop task died."""
+        """Alive: the event loop ticks, no loop task died, and the login is not refused."""
         ok, detail = self._alive()
+        failing = self.login.entry(self.process_id)
+        if failing is not None:
+            ok = False
+            detail["login_refused"] = {k: v for k, v in failing.items() if k != "process_id"}
         return Check(ok, {"process_id": self.process_id, **detail})
 
     async def readyz(self) -> Check:
@@ -606,6 +553,11 @@ class Service:
                 lags[feed] = min(lags.get(feed, math.inf), (now - at).total_seconds())
             m.poll_lag.replace([({"feed": f}, lag) for f, lag in sorted(lags.items())])
             m.live_processes.set(len(snap.live()))
+        failing = self.login.failing
+        m.login_failing.replace(
+            [({"system": side}, float(failing is not None and failing.system == side))
+             for side in ("salesforce", "pardot")]
+        )  # fmt: skip
         m.api_budget_left.replace(
             [
                 ({"system": f.system}, float(f.remaining))

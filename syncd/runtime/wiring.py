@@ -18,7 +18,7 @@ from syncd.clients.auth import SalesforceAuth
 from syncd.clients.pardot import PardotClient
 from syncd.clients.salesforce import SalesforceClient
 from syncd.domain.fieldmap import FieldMap
-from syncd.domain.models import CrmUser, Directory, PardotUser, SyncConfig
+from syncd.domain.models import CrmType, CrmUser, Directory, PardotUser, SyncConfig
 from syncd.runtime.budget import ApiBudget
 from syncd.settings import Settings
 from syncd.store import Store
@@ -63,6 +63,13 @@ class Runtime:
             self._directory = await load_directory(self)
             self._directory_at = now
         return self._directory
+
+    def crm_select_fields(self, crm_type: CrmType) -> tuple[str, ...]:
+        """Everything to SELECT from Lead or Contact: the record fields, the mapped fields and
+        the link's mirror field (`sync.crm_link_field`) when one is configured."""
+        names = self.field_map.crm_select_fields(crm_type)
+        mirror = self.config.crm_link_field
+        return names if not mirror or mirror in names else (*names, mirror)
 
     def forget_directory(self) -> None:
         """Reload the directory on next use (after an owner change names an unknown user)."""
@@ -145,6 +152,7 @@ def sync_config(settings: Settings, field_map: FieldMap) -> SyncConfig:
         email_activities=s.email_activities,
         auto_create_prospects=s.auto_create_prospects,
         auto_create_since=start,
+        crm_link_field=s.crm_link_field,
     )
 
 

@@ -124,6 +124,9 @@ class Shape:
     no_crm_user_owner: float = 0.05
     emails_per_prospect: float = 0.4
     crm_only: float = 0.1  # CRM records with no prospect (share of prospects)
+    # Sent emails whose `prospectId` is null, as the real API may answer (wire-formats C.3a)
+    # (share of the emails; drawn from a second generator, so the rest of the world is the same).
+    emails_without_prospect: float = 0.0
 
 
 def sf_id(prefix: str, n: int) -> str:
@@ -314,13 +317,16 @@ def generate_seed(
 
     want_emails = emails if emails is not None else int(prospects * shape.emails_per_prospect)
     sent: list[dict[str, Any]] = []
+    orphans = Random(seed + 1)
     for n in range(want_emails):
         p = prospects_out[rng.randrange(len(prospects_out))]
         sent_at = EPOCH + timedelta(days=300 + rng.randrange(60), seconds=rng.randrange(86400))
         sent.append(
             {
                 "id": 50_000 + n,
-                "prospectId": p["id"],
+                "prospectId": (
+                    None if orphans.random() < shape.emails_without_prospect else p["id"]
+                ),
                 "subject": rng.choice(SUBJECTS),
                 "sentAt": sent_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
             }

@@ -146,3 +146,14 @@ class LinkRepo:
         for part in _chunks(sorted(set(prospect_ids))):
             total += (await tx.execute(delete(lk).where(lk.c.prospect_id.in_(part)))).rowcount
         return total
+
+    async def live(self, tx: AsyncConnection, *, limit: int) -> list[tuple[int, str]]:
+        """Up to `limit` (prospect id, CRM id) pairs of live links (not `crm_deleted`), by
+        prospect id: what the demo and the benchmarks read as "synced"."""
+        rows = await tx.execute(
+            select(lk.c.prospect_id, lk.c.crm_id)
+            .where(lk.c.crm_deleted.is_(False))
+            .order_by(lk.c.prospect_id)
+            .limit(limit)
+        )
+        return [(int(r.prospect_id), str(r.crm_id)) for r in rows]

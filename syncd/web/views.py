@@ -21,6 +21,7 @@ from syncd.commands.history import line_dict
 from syncd.commands.status import status_json
 from syncd.domain.fieldmap import FieldMap
 from syncd.runtime.budget import ApiBudget
+from syncd.runtime.login import LOGIN_FAILING_KV
 from syncd.runtime.ops import Check, OpsHandlers
 from syncd.runtime.snapshot import read_snapshot
 from syncd.settings import Settings
@@ -109,7 +110,7 @@ async def overview(ctx: ConsoleContext) -> dict[str, Any]:
         (at, int(per_hour.get(key, {}).get("p", 0)))
         for key, at in _buckets(day_start, timedelta(hours=1), 24, 13)
     ]
-    login = ctx.login_state() if ctx.login_state is not None else {}
+    login = ctx.login_state() if ctx.login_state is not None else await _reported_logins(ctx)
     sides = []
     for side in SIDES:
         api = doc["api"][side]
@@ -125,7 +126,9 @@ async def overview(ctx: ConsoleContext) -> dict[str, Any]:
         sides.append(
             {
                 "side": side,
-                "login": login.get(side, "unknown here (syncd console makes no API calls)"),
+                "login": login.get(
+                    side, "no refusal reported (syncd console makes no API calls itself)"
+                ),
                 "feeds": feeds,
                 "api": api,
                 "paused": side in doc["paused"],
@@ -141,6 +144,15 @@ async def overview(ctx: ConsoleContext) -> dict[str, Any]:
         "synced_day": sum(n for _, n in day),
         "groups": groups,
     }
+
+
+async def _reported_logins(ctx: ConsoleContext) -> dict[str, str]:
+    """`syncd console`: a refused login reported by a `syncd run` on this store (its kv entry)."""
+    async with ctx.store.read() as tx:
+        failing = await ctx.store.kv.get(tx, LOGIN_FAILING_KV)
+    if isinstance(failing, dict) and isinstance(failing.get("system"), str):
+        return {failing["system"]: "refused"}
+    return {}
 
 
 # -- errors -------------------------------------------------------------------------------------

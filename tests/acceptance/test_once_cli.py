@@ -6,6 +6,7 @@ simulators' own request counters), and `--dry-run` writes nothing either.
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -71,9 +72,22 @@ def test_once_syncs_the_example_and_a_second_run_writes_nothing(tmp_path: Path) 
             "Email: Welcome to Acme",
             "Email: Your trial starts today",
         ]
-        # What a Pardot user sees: Ada linked to her Contact (Contact beats Lead).
+        # Ada is linked to her Contact (Contact beats Lead): the link lives in syncd's store
+        # (`syncd history`); Pardot's read-only link fields are never written (RULES.md 2a).
         ada = sims.prospect(1001, "id,salesforceId,salesforceContactId")
-        assert ada["salesforceId"] == "003000000000001AAA"
+        assert not ada.get("salesforceId") and not ada.get("salesforceContactId")
+        history = subprocess.run(
+            [*SYNCD, "history", "1001", "--json"],
+            env=sims.run_env(f"sqlite+aiosqlite:///{tmp_path}/syncd.db"),
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+        )
+        assert history.returncode == 0, history.stderr
+        links = [ln for ln in json.loads(history.stdout) if ln["action"] == "link"]
+        assert links and links[0]["crm_id"] == "003000000000001AAA"
 
         writes_after_first = _api_writes(sims)
         assert writes_after_first[0] > 0 and writes_after_first[1] > 0

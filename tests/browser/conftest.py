@@ -22,12 +22,13 @@ from typing import Any
 
 import pytest
 
-from syncd import errors
 from syncd.commands import console as console_command
 from syncd.runtime.ops import OpsServer
-from syncd.runtime.pipeline import Pipeline, RunStats
+from syncd.runtime.pipeline import RunStats
 from syncd.runtime.pollers import Pollers
+from syncd.runtime.signals import Stop
 from syncd.runtime.wiring import Runtime, build_runtime
+from syncd.runtime.worker import Worker
 from syncd.settings import Settings
 from syncd.simulators.world import World
 from syncd.web.app import build_app
@@ -92,13 +93,9 @@ class Site:
         if poll:
             await Pollers(self.rt).poll_all()
         stats = RunStats()
-        pipeline = Pipeline(self.rt, worker_id="browser-test", stats=stats)
-        while True:
-            try:
-                if not await pipeline.run_batch():
-                    break
-            except errors.BudgetExhaustedError:  # a paused side
-                break
+        # the one worker loop of run, once and demo, in burst mode: it returns when nothing is
+        # due, or when a side is paused (the console's pause, or a spent budget)
+        await Worker(self.rt, worker_id="browser-test", stop=Stop(), burst=True, stats=stats).run()
         return stats
 
     tmp: Path

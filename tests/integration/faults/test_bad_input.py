@@ -129,7 +129,7 @@ async def test_nasty_emails_match_exactly_or_park_with_the_reason(make_sync: Mak
     rc = await s.once()
     assert rc in (0, 1), s.last_out
     # the quote email linked to ITS Lead, the plus address got its own Lead (not the decoy)
-    assert s.prospect(100)["salesforceId"] == "00Q000000000001AAA"
+    assert await s.crm_id_of(100) == "00Q000000000001AAA"
     assert len(s.leads("obrien+news@quotes.example")) == 1
     assert len(s.leads("plus+tag@example.com")) == 1
     assert len(s.leads("plus@example.com")) == 1
@@ -137,7 +137,7 @@ async def test_nasty_emails_match_exactly_or_park_with_the_reason(make_sync: Mak
     # reason; every other prospect synced; nothing is left in the queue
     parked = {e["prospect_id"]: e for e in await errors_json(s)}
     for pid, email in enumerate(NASTY_EMAILS, start=100):
-        synced = bool(s.prospect(pid).get("salesforceId"))
+        synced = bool(await s.crm_id_of(pid))
         assert synced != (pid in parked), f"{email!r}: synced={synced}, parked={pid in parked}"
     assert 104 in parked, "a 300-character email cannot be a Salesforce Lead"
     for e in parked.values():
@@ -157,7 +157,7 @@ async def test_huge_and_control_character_fields_fail_alone(make_sync: MakeSync)
     )
     rc = await s.once()
     assert rc in (0, 1), s.last_out
-    assert s.prospect(102).get("salesforceId"), "a bad neighbour must not block the batch"
+    assert await s.crm_id_of(102), "a bad neighbour must not block the batch"
     parked = {e["prospect_id"]: e for e in await errors_json(s)}
     huge_leads = s.leads("huge@example.com")
     if 100 in parked:  # refused by Salesforce (Title is 128 characters): parked with the reason
@@ -169,7 +169,7 @@ async def test_huge_and_control_character_fields_fail_alone(make_sync: MakeSync)
         (lead,) = huge_leads
         assert len(lead["Title"]) <= 128
     # control characters: synced as given (they are text) or parked, never a crash
-    assert s.prospect(101).get("salesforceId") or 101 in parked
+    assert await s.crm_id_of(101) or 101 in parked
     assert await queue_left(s) == (0, 0)
     assert huge not in s.last_out
 
@@ -206,7 +206,7 @@ async def test_a_malformed_prospect_in_the_feed_does_not_stop_the_others(
     rc = await s.once()
     assert layer.spoiled > 0
     assert rc == 1, s.last_out  # one item needs attention
-    assert s.prospect(100).get("salesforceId") and s.prospect(102).get("salesforceId")
+    assert await s.crm_id_of(100) and await s.crm_id_of(102)
     (parked,) = await errors_json(s)
     assert parked["prospect_id"] == 101 and parked["code"] == "BAD_RECORD"
     assert "email" in parked["message"]
@@ -292,7 +292,7 @@ async def test_a_repeating_paging_token_stops_that_read_not_the_sync(make_sync: 
 async def test_a_cursor_from_the_future_does_not_hide_changes(make_sync: MakeSync) -> None:
     s = make_sync(prospects({"email": "f@example.com", "lastName": "F"}))
     assert await s.once() == 0
-    lead = s.prospect(100)["salesforceId"]
+    lead = await s.crm_id_of(100)
     store = await Store.open(s.settings.database.url, check_schema=False)
     try:
         future = datetime.now(UTC) + timedelta(days=365)
@@ -334,7 +334,7 @@ async def test_unreachable_apis_fail_the_run_cleanly_and_keep_the_queue(
     s.sf.app = layer.app  # Salesforce is back
     s.later(hours=2)
     assert await s.once() == 0
-    assert s.prospect(100).get("salesforceId")
+    assert await s.crm_id_of(100)
     assert await queue_left(s) == (0, 0)
 
 
@@ -365,6 +365,6 @@ async def test_a_malformed_crm_record_makes_its_batch_wait_not_crash(make_sync: 
     s.sf.app = layer.app  # the API answers properly again
     s.later(hours=2)
     assert await s.once() == 0
-    assert s.prospect(100)["salesforceId"] == "003000000000001AAA"
+    assert await s.crm_id_of(100) == "003000000000001AAA"
     assert len(s.leads("b@example.com")) == 1
     assert await queue_left(s) == (0, 0)

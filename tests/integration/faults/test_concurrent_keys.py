@@ -13,9 +13,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from integration.pipeline.conftest import MakeSync, base_seed
-from syncd.runtime.pipeline import Pipeline
 from syncd.runtime.pollers import Pollers, PollStats
+from syncd.runtime.signals import Stop
 from syncd.runtime.wiring import build_runtime
+from syncd.runtime.worker import Worker
 from syncd.store import NewItem, Reason, State, prospect_key
 
 
@@ -49,7 +50,7 @@ async def test_crm_keyed_item_of_a_linked_record_defers_to_the_prospect_key(
             )
         # ... while worker B claims the record's item: B must not sync prospect 1 itself.
         writes = s.api_writes()
-        assert await Pipeline(rt, worker_id="B").run_batch() == 1
+        assert await Worker(rt, worker_id="B", stop=Stop(), burst=True).batch() == 1
         assert s.api_writes() == writes, "worker B wrote while worker A held the prospect"
         async with rt.store.read() as tx:
             items = await rt.store.queue.by_key(tx, prospect_key(1))

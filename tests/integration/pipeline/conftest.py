@@ -19,7 +19,9 @@ import pytest
 from syncd.commands import errors as errors_cmd
 from syncd.commands import history as history_cmd
 from syncd.commands import once as once_cmd
+from syncd.commands import relink as relink_cmd
 from syncd.commands import reprocess as reprocess_cmd
+from syncd.runtime.wiring import open_store
 from syncd.settings import Settings
 from syncd.simulators._base import Faults
 from syncd.simulators.world import World
@@ -102,7 +104,7 @@ class Sync:
 
     async def _cmd(self, module: Any, args: argparse.Namespace, **kw: Any) -> int:
         self.capsys.readouterr()
-        if module in (once_cmd, reprocess_cmd):
+        if module in (once_cmd, reprocess_cmd, relink_cmd):
             rc = await module.run(
                 args, self.settings, transports=self.world.transports(), clock=self.clock
             )
@@ -140,6 +142,18 @@ class Sync:
         found = self.pd.get_prospect(prospect_id)
         assert found is not None, f"prospect {prospect_id} is gone"
         return dict(found)
+
+    async def crm_id_of(self, prospect_id: int) -> str | None:
+        """The CRM record syncd's store links the prospect to (RULES.md 2a: the store owns the
+        link; Pardot's own link fields are read-only and never written), or None."""
+        store = await open_store(self.settings, migrate=False)
+        try:
+            async with store.read() as tx:
+                links = await store.links.by_prospect_ids(tx, [prospect_id])
+        finally:
+            await store.aclose()
+        link = links.get(prospect_id)
+        return None if link is None or link.crm_deleted else link.crm_id
 
     def leads(self, email: str | None = None) -> list[dict[str, Any]]:
         rows = self.sf.records("Lead")

@@ -25,9 +25,8 @@ async def test_contact_with_the_same_email_is_linked(make_sync: MakeSync) -> Non
         )
     )  # fmt: skip
     assert await s.once() == 0
-    p = s.prospect(1)
-    assert p["salesforceId"] == "003000000000001AAA"
-    assert p["salesforceContactId"] == "003000000000001AAA"
+    assert await s.crm_id_of(1) == "003000000000001AAA"
+    assert not s.prospect(1).get("salesforceId")  # read-only in Pardot: never written
     assert s.leads() == []  # no Lead created
     assert s.contacts("ada@example.com")[0]["FirstName"] == "Ada"  # blank CRM field filled
 
@@ -41,8 +40,7 @@ async def test_lead_with_the_same_email_is_linked(make_sync: MakeSync) -> None:
         )
     )  # fmt: skip
     assert await s.once() == 0
-    p = s.prospect(1)
-    assert p["salesforceId"] == p["salesforceLeadId"] == "00Q000000000001AAA"
+    assert await s.crm_id_of(1) == "00Q000000000001AAA"
     assert len(s.leads()) == 1
 
 
@@ -57,7 +55,7 @@ async def test_contact_beats_lead(make_sync: MakeSync) -> None:
         )
     )  # fmt: skip
     assert await s.once() == 0
-    assert s.prospect(1)["salesforceId"] == "003000000000001AAA"
+    assert await s.crm_id_of(1) == "003000000000001AAA"
 
 
 async def test_duplicates_link_to_the_oldest_record(make_sync: MakeSync) -> None:
@@ -73,7 +71,7 @@ async def test_duplicates_link_to_the_oldest_record(make_sync: MakeSync) -> None
         )
     )  # fmt: skip
     assert await s.once() == 0
-    assert s.prospect(1)["salesforceId"] == "00Q000000000003AAA"
+    assert await s.crm_id_of(1) == "00Q000000000003AAA"
     assert len(s.leads()) == 2  # nothing created
 
 
@@ -90,8 +88,7 @@ async def test_assigned_prospect_creates_exactly_one_lead(make_sync: MakeSync) -
     lead = leads[0]
     assert (lead["FirstName"], lead["LastName"], lead["Company"]) == ("Nia", "Okafor", "Startup")
     assert lead["OwnerId"] == DANA  # the assignee's CRM user
-    p = s.prospect(1)
-    assert p["salesforceId"] == p["salesforceLeadId"] == lead["Id"]
+    assert await s.crm_id_of(1) == lead["Id"]
     # Later runs, a reprocess and a change never create a second Lead.
     s.pd.edit_prospect(1, {"jobTitle": "CEO"})
     assert await s.reprocess("1") == 0
@@ -116,14 +113,14 @@ async def test_unassigned_prospect_syncs_once_assigned(make_sync: MakeSync) -> N
     s = make_sync(seed_with(prospects=[{"id": 1, "email": "una@example.com", "lastName": "S"}]))
     assert await s.once() == 0
     assert s.leads("una@example.com") == []
-    assert not s.prospect(1).get("salesforceId")
+    assert not await s.crm_id_of(1)
     assert "unassigned" in " ".join(line["reason"] or "" for line in await s.history_lines(1))
     s.pd.edit_prospect(1, {"userId": 3})
     assert await s.once() == 0
     leads = s.leads("una@example.com")
     assert len(leads) == 1
     assert leads[0]["OwnerId"] == OMAR
-    assert s.prospect(1)["salesforceId"] == leads[0]["Id"]
+    assert await s.crm_id_of(1) == leads[0]["Id"]
 
 
 async def test_converted_lead_moves_the_link_to_its_contact(make_sync: MakeSync) -> None:
@@ -135,12 +132,10 @@ async def test_converted_lead_moves_the_link_to_its_contact(make_sync: MakeSync)
         )
     )  # fmt: skip
     assert await s.once() == 0
-    assert s.prospect(1)["salesforceId"] == "00Q000000000001AAA"
+    assert await s.crm_id_of(1) == "00Q000000000001AAA"
     contact_id = s.sf.convert_lead("00Q000000000001AAA")
     assert await s.once() == 0
-    p = s.prospect(1)
-    assert p["salesforceId"] == contact_id
-    assert p["salesforceContactId"] == contact_id
+    assert await s.crm_id_of(1) == contact_id
     # The Contact now syncs: a Pardot change reaches it.
     s.pd.edit_prospect(1, {"jobTitle": "VP"})
     assert await s.once() == 0
@@ -185,9 +180,9 @@ async def test_nasty_emails_match_exactly(make_sync: MakeSync) -> None:
     )  # fmt: skip
     # Salesforce refuses a non-ASCII address: that prospect is reported, the others sync.
     assert await s.once() == 1
-    assert s.prospect(1)["salesforceId"] == "003000000000001AAA"
+    assert await s.crm_id_of(1) == "003000000000001AAA"
     # No near-miss match: the address without the quote is another person.
-    assert s.prospect(3)["salesforceId"] != "003000000000001AAA"
+    assert await s.crm_id_of(3) != "003000000000001AAA"
     assert len(s.leads("obrien+news@quotes.example")) == 1
     assert s.leads(uni) == []
     assert await s.errors("list", as_json=True) == 0

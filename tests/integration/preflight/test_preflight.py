@@ -244,8 +244,9 @@ async def test_every_section_on_a_seeded_world(
     assert steps["create Leads (collections of 200)"] == 1
     assert steps["log sent emails as Tasks (collections of 200)"] == 1
     pd_steps = {s["step"]: s["calls"] for s in pd["steps"]}
-    # PATCH: the link fields of the 4 linked prospects and of the 2 new Leads' prospects.
-    assert pd_steps["update prospects (one PATCH each)"] == 6
+    # PATCH: only the 4 linked prospects whose values change (CRM values filling blanks, owners);
+    # the link itself is never written back (Pardot's link fields are read-only, RULES.md 2a).
+    assert pd_steps["update prospects (one PATCH each)"] == 4
     assert sf["calls"] == sum(steps.values()) and sf["latency_ms"] is not None
     assert r["api"]["duration_s"] is not None
 
@@ -312,3 +313,33 @@ def test_cli_json_against_syncd_simulate(tmp_path: Path) -> None:
                     "fields", "api", "problems"):  # fmt: skip
         assert section in report
     assert not db.exists()
+
+
+async def test_the_link_mirror_field_is_checked_on_both_objects(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = copy.deepcopy(seed())
+    mirror = "Pardot_Prospect_Id__c"
+    data["salesforce"]["custom_fields"] = {
+        "Lead": [{"name": mirror, "type": "string", "length": 18}],
+        "Contact": [{"name": mirror, "type": "string", "length": 18, "updateable": False}],
+    }
+    world = World(data)
+    settings = settings_for(world, tmp_path, crm_link_field=mirror)
+    rc, out = await preflight(world, settings, capsys)
+    assert rc == 0
+    r = json.loads(out)
+    assert r["fields"]["link_mirror"]["Lead"] == "ok"
+    assert "not editable" in r["fields"]["link_mirror"]["Contact"]
+    problems = {(p["object"], p["field"]): p for p in r["fields"]["problems"]}
+    assert problems[("Contact", mirror)]["blocker"] is True
+    assert ("Lead", mirror) not in problems
+    assert_read_only(world)
+
+    missing = World(copy.deepcopy(seed()))  # no such field in the org at all
+    rc, out = await preflight(
+        missing, settings_for(missing, tmp_path, crm_link_field=mirror), capsys
+    )
+    r = json.loads(out)
+    assert r["fields"]["link_mirror"]["Lead"].startswith("not on Lead")
+    assert r["fields"]["link_mirror"]["Contact"].startswith("not on Contact")

@@ -292,3 +292,17 @@ async def test_settled_hours_are_counted_once_and_new_lines_still_show(console: 
     again = (await c.client.get("/api/activity")).json()
     assert again["days"][0]["tasks"] == first["days"][0]["tasks"] + 1
     assert again["totals"]["30"]["linked"] == first["totals"]["30"]["linked"] == 1
+
+
+async def test_a_refused_login_reported_by_syncd_run_shows_in_the_console(console: Make) -> None:
+    c: Console = await console()
+    async with c.store.transaction() as tx:
+        await c.store.kv.set(
+            tx,
+            "login.failing",
+            {"process_id": "h:1:x", "system": "salesforce", "code": "invalid_client"},
+            now=NOW,
+        )
+    page = await c.client.get("/")
+    assert "login refused" in page.text
+    assert '<span data-k="login.salesforce">refused</span>' in page.text

@@ -218,6 +218,7 @@ async def test_changed_rows_come_again_with_new_data(clock: ManualClock) -> None
 # ----- single-record calls ----------------------------------------------------------------------
 
 
+@pytest.mark.sends_read_only  # shows the client surfacing the refusal of a read-only field
 async def test_prospect_crud_and_upsert(clock: ManualClock) -> None:
     sim = simulator(clock, seed(3))
     client, _ = make(sim)
@@ -519,3 +520,107 @@ def test_datetime_helpers() -> None:
     )
     with pytest.raises(ValueError):
         format_datetime(datetime(2024, 5, 1))
+
+
+# ----- not found, unknown names, read-only fields (issue 11; wire-formats C.3a and C.6) ----------
+
+
+def v5_answer(status: int, code: int, message: str) -> httpx.MockTransport:
+    """A fake of the v5 API answering every request with one error body (`{"code", "message"}`)."""
+    body = json.dumps({"code": code, "message": message}).encode()
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(status, content=body, headers={"content-type": "application/json"})
+
+    return httpx.MockTransport(handle)
+
+
+def mock_client(transport: httpx.MockTransport, calls: list[CallRecord]) -> PardotClient:
+    return PardotClient(
+        base_url="http://pi.test",
+        business_unit_id=BU,
+        tokens=RegistryTokens(TokenRegistry()),
+        transport=transport,
+        retry=FAST,
+        on_call=calls.append,
+    )
+
+
+NOT_FOUND_ANSWERS = [
+    pytest.param(404, 109, "The requested record was not found.", id="404-code-109"),
+    pytest.param(404, 192, "Object specified does not exist", id="404-code-192"),
+    pytest.param(400, 192, "Object specified does not exist", id="400-code-192"),
+]
+
+
+@pytest.mark.parametrize(("status", "code", "message"), NOT_FOUND_ANSWERS)
+async def test_both_not_found_codes_mean_not_found(status: int, code: int, message: str) -> None:
+    calls: list[CallRecord] = []
+    async with mock_client(v5_answer(status, code, message), calls) as client:
+        assert await client.get_prospect(1234, ["id", "email"]) is None
+        await client.delete_prospect(1234)  # already gone counts as done
+    assert len(calls) == 2  # neither is retried
+
+
+@pytest.mark.parametrize(("status", "code", "message"), NOT_FOUND_ANSWERS)
+async def test_not_found_on_an_update_is_a_permanent_error(
+    status: int, code: int, message: str
+) -> None:
+    calls: list[CallRecord] = []
+    async with mock_client(v5_answer(status, code, message), calls) as client:
+        with pytest.raises(errors.PermanentAPIError) as info:
+            await client.update_prospect(1234, {"city": "Oslo"})
+    assert (info.value.code, info.value.message) == (str(code), message)
+    assert len(calls) == 1
+
+
+@pytest.mark.parametrize(
+    ("code", "message", "call"),
+    [
+        pytest.param(
+            51,
+            "Invalid parameter: fields. It contains an invalid or unknown field: favoriteColor.",
+            "read",
+            id="51-unknown-field-in-fields",
+        ),
+        pytest.param(
+            154, "Invalid property in request: favoriteColor", "write", id="154-unknown-property"
+        ),
+        pytest.param(
+            154,
+            "Invalid property in request: salesforceLeadId",
+            "write",
+            id="154-read-only-property",
+        ),
+        pytest.param(
+            180,
+            "One or more of the specified fields are invalid: read-only field grade",
+            "write",
+            id="180-read-only-field",
+        ),
+    ],
+)
+async def test_refused_names_are_permanent_with_the_message_kept(
+    code: int, message: str, call: str
+) -> None:
+    """What the error queue shows is the API's own code and message, whole; never retried."""
+    calls: list[CallRecord] = []
+    async with mock_client(v5_answer(400, code, message), calls) as client:
+        with pytest.raises(errors.PermanentAPIError) as info:
+            if call == "read":
+                await client.get_prospect(1234, ["id", "favoriteColor"])
+            else:
+                await client.update_prospect(1234, {"favoriteColor": "blue", "grade": "A"})
+    assert type(info.value) is errors.PermanentAPIError
+    assert info.value.code == str(code)
+    assert info.value.message == message
+    assert str(info.value) == f"pardot HTTP 400 {code}: {message}"
+    assert [c.outcome for c in calls] == ["permanent"]
+
+
+async def test_missing_prospect_in_the_simulator_is_not_found(clock: ManualClock) -> None:
+    sim = simulator(clock, seed(2))
+    client, _ = make(sim)
+    async with client:
+        assert await client.get_prospect(999_999, ["id"]) is None
+        await client.delete_prospect(999_999)

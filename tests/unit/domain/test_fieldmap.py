@@ -102,3 +102,46 @@ def test_policy_none_disables_a_field() -> None:
 def test_bad_overrides_name_the_field(overrides: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         DEFAULT.with_overrides(overrides)
+
+
+@pytest.mark.parametrize(
+    ("pardot", "policy"),
+    [
+        pytest.param("grade", "crm", id="grade-crm"),
+        pytest.param("grade", "recent", id="grade-recent"),
+        pytest.param("createdAt", "to_pardot", id="created-to-pardot"),
+        pytest.param("lastActivityAt", "crm", id="last-activity-crm"),
+        pytest.param("salesforceAccountId", "crm", id="connector-owned"),
+        pytest.param("utmSourceParameter", "crm", id="utm-parameter"),
+    ],
+)
+def test_a_field_entry_that_would_write_a_read_only_pardot_field_is_refused(
+    pardot: str, policy: str
+) -> None:
+    with pytest.raises(ValueError, match=rf"fields\.{pardot}: Pardot API v5 makes .* read-only"):
+        DEFAULT.with_overrides({pardot: {"crm": "Some_Field__c", "policy": policy}})
+
+
+@pytest.mark.parametrize("policy", ["pardot", "to_crm", "none"])
+def test_read_only_pardot_fields_may_still_flow_to_the_crm(policy: str) -> None:
+    fmap = DEFAULT.with_overrides({"grade": {"policy": policy}})
+    rule = fmap.rule("grade")
+    assert rule is not None
+    assert rule.effective_policy is (Policy.NONE if policy == "none" else Policy.TO_CRM)
+
+
+@pytest.mark.parametrize(
+    "pardot", ["salesforceId", "salesforceLeadId", "salesforceContactId", "userId",
+               "salesforceOwnerId"]
+)  # fmt: skip
+def test_link_and_owner_fields_are_kept_by_the_sync_itself(pardot: str) -> None:
+    with pytest.raises(ValueError, match="kept by the sync itself"):
+        DEFAULT.with_overrides({pardot: {"crm": "X__c", "policy": "pardot"}})
+
+
+def test_no_default_rule_can_write_a_read_only_pardot_field() -> None:
+    from syncd.domain.fieldmap import is_read_only_pardot_field
+
+    for rule in DEFAULT.rules:
+        if is_read_only_pardot_field(rule.pardot):
+            assert rule.effective_policy in (Policy.TO_CRM, Policy.NONE), rule.pardot

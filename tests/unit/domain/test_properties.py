@@ -15,7 +15,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from syncd.domain.fieldmap import FieldMap, FieldRule
+from syncd.domain.fieldmap import FieldMap, FieldRule, is_read_only_pardot_field
 from syncd.domain.models import (
     CrmRecord,
     CrmType,
@@ -82,7 +82,13 @@ class World:
 def field_maps(draw: st.DrawFn) -> FieldMap:
     overrides: dict[str, dict[str, Any]] = {}
     for name in FIELDS:
-        policy = draw(st.sampled_from([p.value for p in Policy]))
+        # A read-only Pardot field (createdAt) only takes the policies that never write Pardot.
+        allowed = (
+            [Policy.PARDOT, Policy.TO_CRM, Policy.NONE]
+            if is_read_only_pardot_field(name)
+            else list(Policy)
+        )
+        policy = draw(st.sampled_from([p.value for p in allowed]))
         overrides[name] = {"policy": policy, "blank_overwrites": draw(st.booleans())}
     return FieldMap(rules=tuple(r for r in FIELD_MAP.rules if r.pardot in FIELDS)).with_overrides(
         overrides

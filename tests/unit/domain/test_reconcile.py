@@ -16,6 +16,7 @@ from . import (
     CONFIG,
     CONNECTOR,
     FIELD_MAP,
+    LINK_FIELDS,
     QUEUE,
     T0,
     apply_plan,
@@ -116,17 +117,14 @@ def test_queue_mode_needs_a_queue_id() -> None:
         SyncConfig(field_map=FIELD_MAP, assignment="queue")
 
 
-def test_follow_up_after_create_writes_the_link_fields_then_nothing() -> None:
+def test_follow_up_after_create_writes_nothing_the_link_lives_in_the_store() -> None:
+    # Pardot's link fields are read-only for API clients (RULES.md 2a): never written back.
     inp = _new()
     created = run(inp)
     follow = run(apply_plan(created, inp))
     assert follow.action is LinkAction.KEEP
-    assert dict(follow.pardot_update) == {
-        "salesforceId": lead_id(900),
-        "salesforceLeadId": lead_id(900),
-    }
-    assert not follow.crm_update
-    assert run(apply_plan(follow, apply_plan(created, inp))).is_noop
+    assert follow.is_noop, follow.decisions
+    assert not set(follow.pardot_update) & set(LINK_FIELDS)
 
 
 def test_follow_up_after_assignment_rule_syncs_the_owner_back() -> None:
@@ -294,8 +292,7 @@ def test_converted_lead_moves_to_the_contact_and_merges_with_it() -> None:
         lead_id(1),
     )
     assert plan.pardot_update["city"] == "Lyon"  # the CRM changed it (against the old base)
-    assert plan.pardot_update["salesforceId"] == contact_id(4)
-    assert plan.pardot_update["salesforceContactId"] == contact_id(4)
+    assert not set(plan.pardot_update) & set(LINK_FIELDS)  # the store holds the new link
     assert not plan.crm_update
 
 
@@ -319,18 +316,10 @@ def test_first_link_fills_blanks_both_ways_and_crm_wins_conflicts() -> None:
     plan = run(ProspectInput(prospect=p, link=None, linked=None, candidates=(rec,)))
     assert plan.action is LinkAction.LINK
     assert dict(plan.crm_update) == {"Phone": "111", "pi__score__c": 40}
-    assert dict(plan.pardot_update) == {
-        "city": "Oslo",
-        "firstName": "Janet",
-        "salesforceContactId": contact_id(1),
-        "salesforceId": contact_id(1),
-    }
+    assert dict(plan.pardot_update) == {"city": "Oslo", "firstName": "Janet"}
     assert plan.writes == 2
     for d in plan.decisions:
-        if d.action.startswith("update_") and d.field not in (
-            "salesforceId",
-            "salesforceContactId",
-        ):
+        if d.action.startswith("update_"):
             assert d.policy and d.reason and d.side
 
 
@@ -428,3 +417,65 @@ def test_plan_is_read_only_and_json_ready() -> None:
         plan.pardot_update["x"] = 1  # type: ignore[index]
     assert isinstance(plan, Plan)
     json.dumps(thaw(plan.new_base))
+
+
+# --- the link's mirror in Salesforce (sync.crm_link_field, RULES.md 2a) -------------------------
+
+MIRROR = "Pardot_Prospect_Id__c"
+MIRROR_CONFIG = replace(CONFIG, crm_link_field=MIRROR)
+
+
+def test_a_new_lead_carries_the_mirror_and_its_follow_up_writes_nothing() -> None:
+    inp = _new()
+    created = run(inp, config=MIRROR_CONFIG)
+    assert created.create_lead is not None and created.create_lead[MIRROR] == "1001"
+    follow = run(apply_plan(created, inp), config=MIRROR_CONFIG)
+    assert follow.is_noop, follow.decisions
+
+
+def test_a_new_link_writes_the_mirror_in_the_crm_update_once() -> None:
+    p = prospect(firstName="Jane")
+    rec = contact(1, FirstName="Jane")
+    inp = ProspectInput(prospect=p, link=None, linked=None, candidates=(rec,))
+    plan = run(inp, config=MIRROR_CONFIG)
+    assert plan.action is LinkAction.LINK
+    assert dict(plan.crm_update) == {MIRROR: "1001"}
+    assert not plan.pardot_update
+    assert any(d.field == MIRROR and d.side == "crm" for d in plan.decisions)
+    assert run(apply_plan(plan, inp), config=MIRROR_CONFIG).is_noop
+
+
+@pytest.mark.parametrize("stored", ["1001", 1001.0, " 1001 "], ids=["text", "number", "spaces"])
+def test_a_right_mirror_costs_nothing(stored: Any) -> None:
+    p = prospect()
+    rec = lead(1, **{MIRROR: stored})
+    plan = run(ProspectInput(prospect=p, link=link_to(rec, p), linked=rec), config=MIRROR_CONFIG)
+    assert MIRROR not in plan.crm_update
+
+
+def test_with_no_stored_link_the_mirror_rebuilds_the_link_before_email_matching() -> None:
+    # The store was lost, and the prospect's email no longer matches its record.
+    p = prospect(email="jane.new@acme.example")
+    mirrored = lead(7, email="jane.old@acme.example", **{MIRROR: "1001"})
+    other = contact(2, email="jane.new@acme.example")
+    inp = ProspectInput(
+        prospect=p, link=None, linked=None, candidates=(other,), mirrored=(mirrored,)
+    )
+    plan = run(inp, config=MIRROR_CONFIG)
+    assert (plan.action, plan.crm_id) == (LinkAction.LINK, lead_id(7))
+    assert "mirror field" in plan.decisions[0].reason
+    assert plan.create_lead is None
+
+
+def test_a_deleted_mirrored_record_falls_back_to_email() -> None:
+    p = prospect()
+    gone = lead(7, is_deleted=True, **{MIRROR: "1001"})
+    rec = contact(2)
+    inp = ProspectInput(prospect=p, link=None, linked=None, candidates=(rec,), mirrored=(gone,))
+    plan = run(inp, config=MIRROR_CONFIG)
+    assert (plan.action, plan.crm_id) == (LinkAction.LINK, contact_id(2))
+
+
+def test_without_the_setting_nothing_is_mirrored() -> None:
+    plan = run(_new())
+    assert plan.create_lead is not None and MIRROR not in plan.create_lead

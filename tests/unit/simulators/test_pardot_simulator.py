@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from syncd.simulators import written
 from syncd.simulators._base import Faults, ManualClock, TokenRegistry
-from syncd.simulators.pardot import WARNING_CHAIN_CAP, PardotSimulator
+from syncd.simulators.pardot import PROSPECT_READ_ONLY, WARNING_CHAIN_CAP, PardotSimulator
 
 BU = "0Uv000000000042AAA"
 P = "/api/v5/objects/prospects"
@@ -142,8 +144,16 @@ async def test_unknown_route_and_wrong_verb(api: Api) -> None:
 async def test_fields_required_and_known(api: Api) -> None:
     assert err(await api.get(P)) == (400, 13)
     r = await api.get(P, fields="id,crmLeadFid")
-    assert err(r) == (400, 5)
-    assert "crmLeadFid" in r.json()["message"]
+    assert r.status_code == 400 and r.json() == {
+        "code": 51,
+        "message": "Invalid parameter: fields. It contains an invalid or unknown field:"
+        " crmLeadFid.",
+    }
+    # The same check on a single read and on a write's `fields`.
+    assert err(await api.get(f"{P}/1000", fields="id,crmLeadFid")) == (400, 51)
+    r = await api.send("PATCH", f"{P}/1000", {"firstName": "X"}, fields="id,nope")
+    assert err(r) == (400, 51)
+    assert err(await api.get(P, fields="id", orderBy="nope")) == (400, 5)
 
 
 async def test_only_requested_fields_are_returned_with_types(api: Api) -> None:
@@ -384,8 +394,14 @@ async def test_create_read_update_delete(api: Api, clock: ManualClock) -> None:
     assert r.json() == {"id": pid, "isDeleted": True}
     assert err(await api.send("PATCH", f"{P}/{pid}", {"company": "X"})) == (400, 219)
     assert err(await api.send("DELETE", f"{P}/{pid}")) == (404, 192)
-    assert err(await api.get(f"{P}/999999", fields="id")) == (404, 192)
-    assert err(await api.send("PATCH", f"{P}/999999", {"company": "X"})) == (404, 192)
+    # An id that names no record: 404 code 109 on read, update and delete.
+    for r in (
+        await api.get(f"{P}/999999", fields="id"),
+        await api.send("PATCH", f"{P}/999999", {"company": "X"}),
+        await api.send("DELETE", f"{P}/999999"),
+    ):
+        assert r.status_code == 404
+        assert r.json() == {"code": 109, "message": "The requested record was not found."}
     # Deleted prospects are left out of queries unless asked for.
     r = await api.get(P, fields="id", email="new@example.com")
     assert r.json()["values"] == []
@@ -399,6 +415,7 @@ async def test_every_accepted_write_bumps_updated_at(api: Api, clock: ManualCloc
     assert r.json()["updatedAt"] == "2026-01-10T08:00:01-04:00"
 
 
+@pytest.mark.sends_read_only
 async def test_write_validation(api: Api) -> None:
     r = await api.send("POST", P, {"firstName": "No email"}, fields="id")
     assert err(r) == (400, 153)
@@ -406,7 +423,8 @@ async def test_write_validation(api: Api) -> None:
     r = await api.send("PATCH", f"{P}/1000", {"updatedAt": "2026-01-01T00:00:00Z"})
     assert err(r) == (400, 180) and "updatedAt" in r.json()["message"]
     r = await api.send("PATCH", f"{P}/1000", {"crmOwnerFid": "005"})
-    assert err(r) == (400, 180) and "crmOwnerFid" in r.json()["message"]
+    assert r.status_code == 400
+    assert r.json() == {"code": 154, "message": "Invalid property in request: crmOwnerFid"}
     r = await api.send(
         "PATCH", f"{P}/1000", {"userId": 1, "salesforceOwnerId": "005000000000002AAA"}
     )
@@ -439,6 +457,7 @@ async def test_salesforce_owner_id_maps_to_pardot_user(api: Api) -> None:
     assert r.json() == {"userId": 2, "salesforceOwnerId": "005999999999999AAA"}
 
 
+@pytest.mark.sends_read_only
 async def test_upsert_latest_by_email(api: Api, clock: ManualClock) -> None:
     up = f"{P}/do/upsertLatestByEmail"
     # Two prospects share one email (AMPSEA): the most recently updated one is matched.
@@ -472,6 +491,199 @@ async def test_upsert_latest_by_email(api: Api, clock: ManualClock) -> None:
     assert r.status_code == 200 and [r.json()["id"]] == olds
 
 
+READ_ONLY_SAMPLE: dict[str, Any] = {
+    "salesforceId": "00Q000000000001AAA",
+    "salesforceLeadId": "00Q000000000001AAA",
+    "salesforceContactId": "003000000000001AAA",
+    "salesforceAccountId": "001000000000001AAA",
+    "salesforceUrl": "https://example.my.salesforce.com/00Q000000000001AAA",
+    "salesforceLastSync": "2026-01-01T00:00:00Z",
+    "salesforceCampaignId": "701000000000001AAA",
+    "grade": "A",
+    "doNotSell": True,
+    "lifecycleStageId": 3,
+    "recentInteraction": "Visited",
+    "convertedAt": "2026-01-01T00:00:00Z",
+    "emailBouncedAt": "2026-01-01T00:00:00Z",
+    "password": "hunter2",
+    "campaignParameter": "c",
+    "contentParameter": "c",
+    "mediumParameter": "m",
+    "sourceParameter": "s",
+    "termParameter": "t",
+    "id": 5,
+    "createdAt": "2026-01-01T00:00:00Z",
+    "updatedAt": "2026-01-01T00:00:00Z",
+    "createdById": 1,
+    "updatedById": 1,
+    "isDeleted": False,
+    "assignedToId": 1,
+    "lastActivityAt": "2026-01-01T00:00:00Z",
+    "firstActivityAt": "2026-01-01T00:00:00Z",
+    "firstAssignedAt": "2026-01-01T00:00:00Z",
+    "isEmailHardBounced": False,
+}
+
+
+def test_read_only_list_is_wire_formats_c3a() -> None:
+    assert set(READ_ONLY_SAMPLE) == PROSPECT_READ_ONLY
+
+
+@pytest.mark.sends_read_only
+@pytest.mark.parametrize("name", sorted(READ_ONLY_SAMPLE))
+async def test_every_read_only_field_is_refused_whole(api: Api, name: str) -> None:
+    """Create, PATCH and upsert carrying one read-only field: 400 code 180, nothing written."""
+    value = READ_ONLY_SAMPLE[name]
+    before = api.sim.get_prospect(1000)
+    count = len(api.sim.prospects(include_deleted=True))
+    answers = [
+        await api.send("POST", P, {"email": "ro@example.com", name: value}, fields="id"),
+        await api.send("PATCH", f"{P}/1000", {"firstName": "Changed", name: value}),
+        await api.send(
+            "POST",
+            f"{P}/do/upsertLatestByEmail",
+            {"matchEmail": "p0@example.com", "prospect": {"firstName": "Changed", name: value}},
+        ),
+        await api.send(
+            "POST",
+            f"{P}/do/upsertLatestByEmail",
+            {"matchEmail": "ro@example.com", "prospect": {name: value}},
+        ),
+    ]
+    for r in answers:
+        assert err(r) == (400, 180)
+        assert r.json()["message"] == (
+            f"One or more of the specified fields are invalid: {name} is read-only"
+        )
+    assert api.sim.get_prospect(1000) == before
+    assert len(api.sim.prospects(include_deleted=True)) == count
+    assert api.sim.written()["Prospect"][name] == 4
+
+
+@pytest.mark.sends_read_only
+async def test_read_only_message_names_every_read_only_field(api: Api) -> None:
+    r = await api.send("PATCH", f"{P}/1000", {"grade": "B", "salesforceLeadId": "00Q", "city": "X"})
+    assert r.json() == {
+        "code": 180,
+        "message": "One or more of the specified fields are invalid: grade, salesforceLeadId are"
+        " read-only",
+    }
+
+
+async def test_writable_owner_and_link_neighbours_are_accepted(api: Api) -> None:
+    """`salesforceOwnerId` is writable (C.3a); so are the plain prospect fields."""
+    r = await api.send(
+        "PATCH",
+        f"{P}/1000",
+        {"salesforceOwnerId": "005000000000002AAA", "isDoNotEmail": True, "city": "Lyon"},
+        fields="userId,isDoNotEmail,city",
+    )
+    assert r.json() == {"userId": 2, "isDoNotEmail": True, "city": "Lyon"}
+
+
+async def test_unknown_property_is_refused_code_154(api: Api) -> None:
+    up = f"{P}/do/upsertLatestByEmail"
+    cases = [
+        ("POST", P, {"email": "u@example.com", "crmLeadFid": "00Q"}, "crmLeadFid"),
+        ("PATCH", f"{P}/1000", {"firstName": "A", "crm_owner_fid": "005"}, "crm_owner_fid"),
+        ("POST", up, {"matchEmail": "p0@example.com", "prospect": {"nope": 1}}, "nope"),
+        ("POST", up, {"matchEmail": "p0@example.com", "prospect": {}, "extra": 1}, "extra"),
+    ]
+    before = api.sim.get_prospect(1000)
+    for method, path, body, name in cases:
+        r = await api.send(method, path, body)
+        assert r.status_code == 400, (method, path)
+        assert r.json() == {"code": 154, "message": f"Invalid property in request: {name}"}
+    assert api.sim.get_prospect(1000) == before
+    assert not [p for p in api.sim.prospects() if p["email"] == "u@example.com"]
+
+
+async def test_user_id_and_salesforce_owner_id_together_refused(api: Api) -> None:
+    body = {"userId": 2, "salesforceOwnerId": "005000000000002AAA"}
+    for r in (
+        await api.send("PATCH", f"{P}/1000", body),
+        await api.send("POST", P, {"email": "both@example.com", **body}),
+        await api.send(
+            "POST",
+            f"{P}/do/upsertLatestByEmail",
+            {"matchEmail": "p1@example.com", "prospect": body},
+        ),
+    ):
+        assert err(r) == (400, 125)
+    assert api.sim.get_prospect(1000)["userId"] == 1
+
+
+@pytest.mark.sends_read_only
+async def test_written_counts_every_write_attempt_per_field(api: Api) -> None:
+    up = f"{P}/do/upsertLatestByEmail"
+    await api.send("POST", P, {"email": "w@example.com", "firstName": "W"}, fields="id")
+    await api.send("PATCH", f"{P}/1000", {"firstName": "X", "city": "Y"})
+    await api.send("PATCH", f"{P}/1000", {"firstName": "X", "grade": "A"})  # refused: counted
+    await api.send("PATCH", f"{P}/999999", {"firstName": "X"})  # not found: counted
+    await api.send("POST", up, {"matchEmail": "p1@example.com", "prospect": {"company": "C"}})
+    await api.get(P, fields="id,firstName,grade")  # reads are not writes
+    await api.send("DELETE", f"{P}/1001")  # carries no field
+    want = {
+        "Prospect": {"city": 1, "company": 1, "email": 1, "firstName": 4, "grade": 1},
+    }
+    assert api.sim.written() == want
+    r = await api.client.get("/__sim__/written")
+    assert r.status_code == 200 and r.json() == want
+    # Resetting the request counters leaves the whole-life write counts alone.
+    await api.client.post("/__sim__/reset-counters")
+    assert (await api.client.get("/__sim__/written")).json() == want
+
+
+@pytest.mark.sends_read_only
+async def test_read_only_attempt_is_reported_with_the_test_name(
+    api: Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = tmp_path / "ro.jsonl"
+    monkeypatch.setenv(written.READ_ONLY_LOG_ENV, str(log))
+    before = len(written.READ_ONLY_WRITES)
+    await api.send("PATCH", f"{P}/1000", {"grade": "A", "salesforceId": "00Q", "city": "X"})
+    await api.send("PATCH", f"{P}/1000", {"city": "Z"})
+    new = written.READ_ONLY_WRITES[before:]
+    assert [(w.simulator, w.object, w.field, w.route) for w in new] == [
+        ("pardot", "Prospect", "grade", "PATCH /api/v5/objects/prospects/{id}"),
+        ("pardot", "Prospect", "salesforceId", "PATCH /api/v5/objects/prospects/{id}"),
+    ]
+    assert all(
+        w.test and "test_read_only_attempt_is_reported_with_the_test_name" in w.test for w in new
+    )
+    assert written.read_log(log) == new
+
+
+async def test_sent_email_without_prospect_and_updated_at(clock: ManualClock) -> None:
+    data = seed()
+    data["emails"].append(
+        {"id": 5004, "prospectId": None, "subject": "Orphan", "sentAt": "2026-01-08T10:00:00Z"}
+    )
+    sim = PardotSimulator(data, clock=clock, tokens=TokenRegistry(clock))
+    sim.add_email({"prospectId": None, "subject": "Also orphan", "sentAt": "2026-01-09T10:00:00Z"})
+    a, client = make_api(sim)
+    async with client:
+        r = await a.get(
+            "/api/v5/objects/emails", fields="id,prospectId,sentAt,updatedAt", idGreaterThan=5003
+        )
+    assert r.json()["values"] == [
+        {
+            "id": 5004,
+            "prospectId": None,
+            "sentAt": "2026-01-08T06:00:00-04:00",
+            "updatedAt": "2026-01-08T06:00:00-04:00",
+        },
+        {
+            "id": 5005,
+            "prospectId": None,
+            "sentAt": "2026-01-09T06:00:00-04:00",
+            "updatedAt": "2026-01-09T06:00:00-04:00",
+        },
+    ]
+    with pytest.raises(ValueError, match="prospectId 424242 is not a prospect"):
+        sim.add_email({"prospectId": 424242, "subject": "x"})
+
+
 async def test_duplicate_email_refused_without_ampsea(clock: ManualClock) -> None:
     sim = PardotSimulator(seed(ampsea=False), clock=clock, tokens=TokenRegistry(clock))
     a, client = make_api(sim)
@@ -491,7 +703,8 @@ async def test_users(api: Api) -> None:
     assert r.json()["values"] == [{"id": 2, "username": "bob@acme.example"}]
     r = await api.get("/api/v5/objects/users/1", fields="id,firstName,salesforceId")
     assert r.json() == {"id": 1, "firstName": "Ann", "salesforceId": "005000000000001AAA"}
-    assert err(await api.get("/api/v5/objects/users", fields="crmUsername")) == (400, 5)
+    assert err(await api.get("/api/v5/objects/users", fields="crmUsername")) == (400, 51)
+    assert err(await api.get("/api/v5/objects/users/99", fields="id")) == (404, 109)
 
 
 async def test_emails(api: Api) -> None:
@@ -510,7 +723,7 @@ async def test_emails(api: Api) -> None:
     new = api.sim.add_email({"prospectId": 1002, "subject": "Now"})
     r = await api.get(f"{e}/{new}", fields="id,subject,sentAt")
     assert r.json() == {"id": new, "subject": "Now", "sentAt": "2026-01-10T08:00:00-04:00"}
-    assert err(await api.get(f"{e}/9", fields="id")) == (404, 192)
+    assert err(await api.get(f"{e}/9", fields="id")) == (404, 109)
     assert err(await api.get(e, fields="id", updatedAtAfter="2026-01-01T00:00:00Z")) == (400, 5)
 
 
@@ -667,3 +880,20 @@ def test_direct_state_access(clock: ManualClock) -> None:
     assert len(sim.prospects()) == 6 and len(sim.prospects(include_deleted=True)) == 6
     with pytest.raises(KeyError):
         sim.edit_prospect(424242, {"score": 1})
+
+
+def test_generated_world_can_hold_emails_without_prospect() -> None:
+    from syncd.simulators.generate import Shape, generate_seed
+
+    plain = generate_seed(60, emails=200)
+    orphans = generate_seed(60, emails=200, shape=Shape(emails_without_prospect=0.25))
+    plain_emails, orphan_emails = plain["pardot"]["emails"], orphans["pardot"]["emails"]
+    assert all(e["prospectId"] is not None for e in plain_emails)
+    nulls = [e for e in orphan_emails if e["prospectId"] is None]
+    assert 20 <= len(nulls) <= 80
+    # The knob draws from its own generator: everything else in the world is unchanged.
+    for a, b in zip(plain_emails, orphan_emails, strict=True):
+        assert b["prospectId"] in (None, a["prospectId"]) and b["id"] == a["id"]
+    assert orphans["pardot"]["prospects"] == plain["pardot"]["prospects"]
+    sim = PardotSimulator(orphans["pardot"])
+    assert len(sim.emails_table.rows) == 200
