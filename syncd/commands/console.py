@@ -72,7 +72,14 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         ctx = ConsoleContext(
             store=store, settings=settings, clock=utc_now, handlers=handlers, mode="console"
         )
-        server = OpsServer(handlers, host=host, port=port, app=build_app(ctx), warm_up=ctx.warm_up)
+        server = OpsServer(
+            handlers,
+            host=host,
+            port=port,
+            app=build_app(ctx),
+            warm_up=ctx.warm_up,
+            tls=settings.ops.tls(),
+        )
         try:
             await server.start()
         except OSError as exc:
@@ -82,7 +89,8 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
             )
             return 2
         shown = f"[{host}]" if ":" in host else host
-        sys.stdout.write(f"syncd console on http://{shown}:{server.port}/\n")
+        scheme = "https" if settings.ops.tls() else "http"
+        sys.stdout.write(f"syncd console on {scheme}://{shown}:{server.port}/\n")
         sys.stdout.flush()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

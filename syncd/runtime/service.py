@@ -237,7 +237,12 @@ class Service:
             field_map=self.rt.field_map,
         )
         self._ops = OpsServer(
-            handlers, host=host, port=port, app=build_app(ctx), warm_up=ctx.warm_up
+            handlers,
+            host=host,
+            port=port,
+            app=build_app(ctx),
+            warm_up=ctx.warm_up,
+            tls=self.settings.ops.tls(),
         )
         try:
             await self._ops.start()

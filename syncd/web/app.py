@@ -227,7 +227,14 @@ class ConsoleApp:
         nonce = secrets.token_urlsafe(16)
         nxt = request.query_params.get("next", "/")
         response = self.html("login.html", None, nonce=nonce, next=_safe_next(nxt), error=None)
-        response.set_cookie(LOGIN_COOKIE, nonce, max_age=600, httponly=True, samesite="strict")
+        response.set_cookie(
+            LOGIN_COOKIE,
+            nonce,
+            max_age=600,
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+        )
         response.headers.update(SECURITY_HEADERS)
         return response
 
@@ -248,7 +255,14 @@ class ConsoleApp:
             refused = self.html(
                 "login.html", None, http_status=401, nonce=fresh, next=nxt, error="Wrong token."
             )
-            refused.set_cookie(LOGIN_COOKIE, fresh, max_age=600, httponly=True, samesite="strict")
+            refused.set_cookie(
+                LOGIN_COOKIE,
+                fresh,
+                max_age=600,
+                httponly=True,
+                samesite="strict",
+                secure=request.url.scheme == "https",
+            )
             refused.headers.update(SECURITY_HEADERS)
             return refused
         log.info("console_signed_in", role=role.value)
