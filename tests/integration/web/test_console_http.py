@@ -19,6 +19,7 @@ from syncd.commands.status import status_json
 from syncd.runtime.budget import ApiBudget
 from syncd.runtime.control import raise_if_paused
 from syncd.runtime.snapshot import read_snapshot
+from syncd.settings import Settings
 from syncd.store import AuditLine, State
 
 from .conftest import ADMIN, NOW, VIEWER, Console
@@ -251,9 +252,21 @@ async def test_pause_and_resume_are_kept_in_the_store_and_audited(console: Make)
 
 async def test_settings_mask_every_secret(console: Make) -> None:
     c: Console = await console(bearer_token=ADMIN, viewer_token=VIEWER)
+    hook = "https://hooks.slack.example/services/T0/B0/hook-secret-42"
+    c.ctx.settings = Settings.model_validate(
+        {
+            "ops": {"bearer_token": ADMIN, "viewer_token": VIEWER},
+            "alerts": {"webhook_url": hook},
+            "salesforce": {"client_secret": "sf-client-secret-7", "password": "pw-secret-8"},
+            "database": {"url": "postgresql+asyncpg://syncd:db-secret-9@db.example:5432/syncd"},
+        }
+    )
     page = await c.client.get("/settings", headers={"Authorization": f"Bearer {ADMIN}"})
     assert page.status_code == 200
-    assert ADMIN not in page.text and VIEWER not in page.text
+    for secret in (ADMIN, VIEWER, "hook-secret-42", "sf-client-secret-7", "pw-secret-8",
+                   "db-secret-9"):  # fmt: skip
+        assert secret not in page.text, secret
+    assert "syncd:••••••••@db.example:5432" in page.text
     assert "(set)" in page.text
     assert "jobTitle" in page.text  # the field map
 
