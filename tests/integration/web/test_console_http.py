@@ -319,3 +319,11 @@ async def test_a_refused_login_reported_by_syncd_run_shows_in_the_console(consol
     page = await c.client.get("/")
     assert "login refused" in page.text
     assert '<span data-k="login.salesforce">refused</span>' in page.text
+
+
+async def test_without_tokens_a_scrapers_authorization_header_is_ignored(console: Make) -> None:
+    c: Console = await console()
+    r = await c.client.get("/metrics", headers={"Authorization": "Bearer anything"})
+    assert r.status_code == 200
+    r = await c.client.get("/api/status", headers={"Authorization": "Basic abc"})
+    assert r.status_code == 200
