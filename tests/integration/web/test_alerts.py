@@ -110,3 +110,48 @@ async def test_a_message_that_cannot_be_sent_is_tried_again(
 def test_no_incident_when_all_is_well() -> None:
     assert incidents(login={"salesforce": "ok", "pardot": "ok"}, figures=figures(False),
                      error_items=100, threshold=100) == {}  # fmt: skip
+
+
+async def test_the_daemon_alerts_on_a_growing_error_queue(
+    tmp_path: Any, receiver: tuple[Receiver, str]
+) -> None:
+    from syncd.runtime.service import Service
+    from syncd.runtime.wiring import build_runtime
+    from syncd.settings import Settings
+    from syncd.simulators.world import World, example_seed_path
+    from syncd.store import NewItem, Reason
+
+    rec, url = receiver
+    world = World.from_file(example_seed_path())
+    settings = Settings(
+        database={"url": f"sqlite+aiosqlite:///{tmp_path}/syncd.db"},
+        alerts={"webhook_url": url, "error_queue_threshold": 1},
+        **world.settings_overrides(),
+    )
+    rt = await build_runtime(settings, transports=world.transports())
+    try:
+        service = Service(rt)
+        alerter = Alerter(rt.store, url)
+        now = rt.clock()
+        async with rt.store.transaction() as tx:
+            await rt.store.queue.enqueue(
+                tx, [NewItem.for_prospect(p, Reason.PARDOT_CHANGE) for p in (1, 2)], now=now
+            )
+        items = await rt.store.run(
+            lambda tx: rt.store.queue.claim(tx, worker_id="w", limit=2, lease_s=60, now=now)
+        )
+        async with rt.store.transaction() as tx:
+            await rt.store.queue.fail(
+                tx, [i.id for i in items], worker_id="w", code="X", message="bad", now=now
+            )
+        await service.check_alerts(alerter)
+        await service.check_alerts(alerter)
+        assert len(rec.received) == 1
+        assert "2 items (threshold 1)" in rec.texts()[0]
+        async with rt.store.transaction() as tx:
+            await rt.store.queue.retry_errors(tx, None, now=now)
+        await service.check_alerts(alerter)
+        assert rec.texts()[-1].startswith("Resolved:")
+        assert url not in "".join(rec.texts())
+    finally:
+        await rt.aclose()
