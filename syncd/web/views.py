@@ -33,6 +33,7 @@ from syncd.web import rollup
 HISTORY_LIMIT = 500
 GROUP_PAGE = 100
 EXPORT_LIMIT = 100_000
+RETRY_CHUNK = 5_000
 MASK = "•••••••• (set)"
 
 
@@ -222,7 +223,10 @@ async def retry_errors(
     now = ctx.clock()
     async with ctx.store.transaction() as tx:
         wanted = ids if code is None else await ctx.store.console.error_ids(tx, code)
-        revived = await ctx.store.queue.retry_errors(tx, wanted, now=now)
+        revived: list[int] = []
+        for start in range(0, len(wanted), RETRY_CHUNK):  # within every driver's parameter cap
+            part = wanted[start : start + RETRY_CHUNK]
+            revived += await ctx.store.queue.retry_errors(tx, part, now=now)
         if revived:
             pids: list[int | None] = list(await ctx.store.console.prospects_of_items(tx, revived))
             await ctx.store.console.record_action(

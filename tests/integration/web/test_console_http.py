@@ -327,3 +327,27 @@ async def test_without_tokens_a_scrapers_authorization_header_is_ignored(console
     assert r.status_code == 200
     r = await c.client.get("/api/status", headers={"Authorization": "Basic abc"})
     assert r.status_code == 200
+
+
+async def test_retrying_a_group_larger_than_a_statements_parameter_cap(console: Make) -> None:
+    from sqlalchemy import insert
+
+    from syncd.store.tables import queue_items
+
+    c: Console = await console()
+    rows = [
+        {"key": f"p:{900_000 + i}", "prospect_id": 900_000 + i, "reasons": 1, "state": "error",
+         "attempts": 1, "available_at": NOW, "first_seen_at": NOW, "enqueued_at": NOW,
+         "updated_at": NOW, "last_error_code": "BIG", "last_error_message": "many",
+         "first_failed_at": NOW, "last_failed_at": NOW}
+        for i in range(33_000)
+    ]  # fmt: skip
+    async with c.store.transaction() as tx:
+        for start in range(0, len(rows), 2_000):
+            await tx.execute(insert(queue_items), rows[start : start + 2_000])
+    token = await c.csrf("/errors")
+    r = await c.client.post("/errors/retry", data={"csrf": token, "code": "BIG"})
+    assert r.status_code == 303
+    assert r.headers["location"].endswith("retried=33000")
+    async with c.store.read() as tx:
+        assert await c.store.console.error_ids(tx, "BIG") == []
