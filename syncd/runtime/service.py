@@ -58,7 +58,7 @@ from syncd.runtime.sdnotify import Notifier
 from syncd.runtime.signals import Stop
 from syncd.runtime.snapshot import RUN_ROLE, read_snapshot
 from syncd.runtime.wiring import Runtime
-from syncd.runtime.worker import RELEASE_TIMEOUT_S, Worker, abandon, wait_any
+from syncd.runtime.worker import RELEASE_TIMEOUT_S, Worker, abandon, bounded, wait_any
 from syncd.store import Heartbeat
 
 log = logs.get(__name__)
@@ -66,6 +66,7 @@ log = logs.get(__name__)
 HEARTBEAT_PRUNE_AFTER = timedelta(days=1)
 TICK_S = 1.0
 _STORE_LOOPS = ("_poll_loop", "_heartbeat_loop")  # background loops that write to the store
+STORE_WAIT_FORCED_S = 0.5  # the store's last chance after a forced stop
 STALL_S = 30.0  # /healthz and the watchdog fail when the loop ticker is this late
 
 
@@ -275,16 +276,14 @@ class Service:
         # Cancelled batches give their items back within RELEASE_TIMEOUT_S or are left to
         # their leases: a store locked by another process must not hold the stop up.
         unfinished = await abandon([*self._workers, *self._background])
+        # After a forced stop the store gets one short try: a stale heartbeat is harmless.
+        store_wait_s = STORE_WAIT_FORCED_S if self.stop.is_forced else RELEASE_TIMEOUT_S
         with contextlib.suppress(Exception):
             async with asyncio.timeout(RELEASE_TIMEOUT_S):
                 if self._ops is not None:
                     await self._ops.aclose()
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(RELEASE_TIMEOUT_S):
-                await self.election.aclose()
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(RELEASE_TIMEOUT_S):
-                await self.rt.store.run(self._remove_beat)
+        await bounded(self.election.aclose(), store_wait_s)
+        await bounded(self.rt.store.run(self._remove_beat), store_wait_s)
         log.info(
             "service_stopped",
             reason=reason,
@@ -297,7 +296,7 @@ class Service:
 
     def _stop_reason(self) -> str:
         if self.login.gave_up is not None:
-            return "login refused"
+            return "login_refused"
         return self.stop.reason if self.stop.is_requested else "cancelled"
 
     async def _remove_beat(self, tx: Any) -> None:

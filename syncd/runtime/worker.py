@@ -49,8 +49,9 @@ T = TypeVar("T")
 IDLE_WAIT_MAX_S = 2.0  # an idle daemon worker looks for due items at least this often
 ERROR_BACKOFF_S = 5.0  # a daemon worker's pause after a batch failed as a whole
 BUDGET_WAIT_MAX_S = 60.0  # a paused side is re-checked at least this often
-RELEASE_TIMEOUT_S = 2.0  # how long a stopping worker tries to give its items back
-ABANDON_WAIT_S = RELEASE_TIMEOUT_S + 1.0  # how long a stop waits for cancelled batches
+RELEASE_TIMEOUT_S = 1.5  # how long a stopping worker tries to give its items back
+ABANDON_WAIT_S = RELEASE_TIMEOUT_S + 0.5  # how long a stop waits for cancelled batches
+CLOSE_TIMEOUT_S = 1.0  # closing clients and store after a forced stop
 INTERNAL_ERROR = "INTERNAL_ERROR"
 
 Settled = Callable[[Sequence[Work], int, int], None]  # (works, retried, failed) of one batch
@@ -166,6 +167,7 @@ class Worker:
         wait_s = min(max(exc.retry_after_s or 0.0, idle_s), BUDGET_WAIT_MAX_S)
         log.info("budget_wait", worker_id=self.worker_id, system=exc.system, wait_s=wait_s)
         await self._nap(wait_s)
+        await self._sync_budget()  # the 24-hour counts move on (and other processes count)
         return False
 
     async def _work_left(self) -> bool:
@@ -207,9 +209,10 @@ class Worker:
         return len(items)
 
     async def _sync_budget(self) -> None:
+        if self.stop.is_forced:
+            return  # a store write: the next start reads the store's totals anyway
         try:
-            async with asyncio.timeout(RELEASE_TIMEOUT_S):
-                await self.rt.budget.sync()
+            await self.rt.budget.sync()
         except Exception as exc:  # counting must never fail a batch
             log.warning("api_usage_sync_failed", error=type(exc).__name__)
 
@@ -259,6 +262,23 @@ class Worker:
             return
         self.stats.retried += len(again)
         self.stats.errors += len(give_up)
+
+
+async def bounded(aw: Awaitable[Any], timeout_s: float) -> bool:
+    """Run `aw` for at most `timeout_s`; True if it finished (whatever it raised).
+
+    Unlike `asyncio.timeout`, this never waits past the deadline: a store call cancelled while
+    the driver waits on a SQLite lock closes its connection in a shielded step that can take
+    the whole `database.busy_timeout_ms`. Such a call is cancelled and left behind.
+    """
+    task = asyncio.ensure_future(aw)
+    done, _ = await asyncio.wait({task}, timeout=timeout_s)
+    if not done:
+        task.cancel()
+        return False
+    if not task.cancelled() and task.exception() is not None:
+        log.debug("bounded_call_failed", error=type(task.exception()).__name__)
+    return True
 
 
 async def abandon(tasks: Sequence[asyncio.Task[Any]], *, wait_s: float = ABANDON_WAIT_S) -> int:
@@ -324,6 +344,30 @@ async def unless_stopped(aw: Awaitable[T], stop: Stop) -> T | None:
         await abandon([task])
         return None
     return task.result()
+
+
+async def close_runtime(rt: Runtime, stop: Stop) -> None:
+    """Close the runtime; after a stop, never wait long on a store that does not answer.
+
+    After a forced stop the usage counts are not flushed (a store write): the calls were
+    counted by the API anyway, and the next start reads the store's totals.
+    """
+    if not stop.is_requested:
+        await rt.aclose()
+        return
+
+    async def forced_close() -> None:
+        await rt.pardot.aclose()
+        await rt.salesforce.aclose()
+        await rt.auth.aclose()
+        await rt.store.aclose()
+
+    if stop.is_forced:
+        closed = await bounded(forced_close(), CLOSE_TIMEOUT_S)
+    else:
+        closed = await bounded(rt.aclose(), RELEASE_TIMEOUT_S * 2)
+    if not closed:  # stopping: the leases cover anything left claimed
+        log.warning("close_abandoned", forced=stop.is_forced)
 
 
 def paused_sides(workers: Sequence[Worker]) -> dict[str, errors.BudgetExhaustedError]:

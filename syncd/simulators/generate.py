@@ -1,6 +1,6 @@
 """Realistic seed data at any size, for `syncd demo`, the benchmarks and the soak test.
 
-`generate_seed(prospects=3000)` builds a world in the seed format of INTERFACES.md that exercises
+`generate_seed(prospects=3000)` builds a world in the seed format of docs/interfaces.md, exercising
 every rule: CRM records that overlap the prospects by email (Contacts and Leads, some emails held
 by both and some by duplicate Leads), assigned and unassigned prospects, a Pardot user with no CRM
 user, a CRM user with no Pardot user, blank fields on either side, and sent emails. The same

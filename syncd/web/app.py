@@ -1,6 +1,6 @@
 """The console's Starlette app: pages, the JSON API, sign-in, and the ops routes.
 
-Routes (INTERFACES.md): pages `/`, `/errors`, `/prospects?q=`, `/prospects/{id}`, `/activity`,
+Routes (docs/interfaces.md): pages `/`, `/errors`, `/prospects?q=`, `/prospects/{id}`, `/activity`,
 `/settings`; JSON `/api/status`, `/api/errors`, `/api/prospects/{id}`, `/api/activity`;
 actions (POST, CSRF-checked, admin only, audited with who): `/errors/retry`,
 `/prospects/{id}/sync`, `/control/{side}/pause|resume` and the same under `/api/`;

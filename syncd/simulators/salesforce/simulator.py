@@ -47,7 +47,7 @@ from syncd.simulators.salesforce.wire import (
 class SalesforceSimulator(FaultAnswers):
     """A seeded, in-memory Salesforce org served as an ASGI app (`app`).
 
-    `seed` is the ``"salesforce"`` section of a seed file (see INTERFACES.md) plus the optional
+    `seed` is the ``"salesforce"`` section of a seed file (see docs/interfaces.md) plus the optional
     keys ``tasks``, ``token_ttl_s``, ``faults``, ``drop_fields``, ``custom_fields`` (per object, a
     list of ``{"name": "X__c", "type": "string", "length": 18, "updateable": true}``: an org's own
     fields, such as the link's mirror `sync.crm_link_field`), ``org_id``,
