@@ -24,7 +24,8 @@ DEFAULT = FieldMap.default()
         pytest.param("lastActivityAt", Policy.PARDOT, "datetime", id="pardot-last-activity"),
         pytest.param("score", Policy.PARDOT, "int", id="pardot-score"),
         pytest.param("grade", Policy.PARDOT, "str", id="pardot-grade"),
-        pytest.param("optedOut", Policy.RECENT, "bool", id="opt-out-recent"),
+        # Issue 15: an unsubscribe is a legal fact, not a field value (no more "most recent").
+        pytest.param("optedOut", Policy.OPT_OUT_WINS, "bool", id="opt-out-wins"),
     ],
 )
 def test_default_policies_follow_the_seed(pardot: str, policy: Policy, kind: str) -> None:
