@@ -287,13 +287,22 @@ class PardotClient:
         filters = {"idGreaterThanOrEqualTo": int(first_id), "idLessThanOrEqualTo": int(last_id)}
         return [row async for row in self._by_id(PROSPECTS, wanted, filters)]
 
-    async def get_prospect(self, prospect_id: int, fields: Sequence[str]) -> dict[str, Any] | None:
-        """One prospect, or None if it does not exist or is in the recycle bin."""
+    async def get_prospect(
+        self, prospect_id: int, fields: Sequence[str], *, include_deleted: bool = False
+    ) -> dict[str, Any] | None:
+        """One prospect, or None if it does not exist or is in the recycle bin.
+
+        `include_deleted` (`deleted=all`) also reads a prospect in the recycle bin (request
+        `isDeleted` to tell it apart): a recycled prospect is skipped, not "not found".
+        """
+        params = {"fields": _fields(fields)}
+        if include_deleted:
+            params["deleted"] = "all"
         try:
             return await self._call(
                 "GET",
                 f"{PROSPECTS}/{int(prospect_id)}",
-                params={"fields": _fields(fields)},
+                params=params,
                 read=_reader("prospect"),
             )
         except errors.PermanentAPIError as exc:
@@ -346,6 +355,28 @@ class PardotClient:
         except errors.PermanentAPIError as exc:
             if exc.code not in _GONE_CODES:
                 raise
+
+    async def undelete_prospect_by_email(
+        self, email: str, fields: Sequence[str] = ("id", "email", "isDeleted")
+    ) -> dict[str, Any] | None:
+        """Restore the recycled prospect with this email and the latest activity
+        (`POST prospects/do/undelete`); its requested fields, or None when none is recycled.
+
+        UNCONFIRMED: the v5 body and answer are undocumented; this sends `{"matchEmail",
+        "fields"}` like upsertLatestByEmail (the simulator models that choice). A retry after
+        a lost answer finds nothing left to restore and returns None: read the prospect to know.
+        """
+        try:
+            return await self._call(
+                "POST",
+                f"{PROSPECTS}/do/undelete",
+                body={"matchEmail": email, "fields": list(fields)},
+                read=_reader("undeleted prospect"),
+            )
+        except errors.PermanentAPIError as exc:
+            if exc.code in _GONE_CODES:
+                return None
+            raise
 
     # ----- users and emails ------------------------------------------------------------------
 

@@ -549,13 +549,18 @@ class SalesforceClient:
 
     # -- queries ---------------------------------------------------------------------------
 
-    async def query(self, soql: str) -> AsyncIterator[dict[str, Any]]:
+    async def query(
+        self, soql: str, *, include_deleted: bool = False
+    ) -> AsyncIterator[dict[str, Any]]:
         """Every record of `soql`, following `nextRecordsUrl` until `done`.
 
+        `include_deleted` uses the `queryAll` resource: deleted records too (in the recycle
+        bin, and merge losers), with `IsDeleted` and `MasterRecordId` when selected.
         Raises `PagingLoopError` if a `nextRecordsUrl` comes back twice.
         """
+        resource = "/queryAll" if include_deleted else "/query"
         page = await self._request(
-            "GET", self._prefix + "/query", params={"q": soql}, parse=_query_page
+            "GET", self._prefix + resource, params={"q": soql}, parse=_query_page
         )
         seen: set[str] = set()
         while True:
@@ -626,6 +631,15 @@ class SalesforceClient:
     async def query_all(self, soql: str) -> list[dict[str, Any]]:
         """Every record of `soql` as a list (for small results; stream big ones with `query`)."""
         return [record async for record in self.query(soql)]
+
+    async def query_with_deleted(self, soql: str) -> list[dict[str, Any]]:
+        """Every record of `soql` through the REST `queryAll` resource, deleted ones included.
+
+        How syncd tells a merge from a delete: a deleted Lead or Contact read with
+        `SELECT Id, IsDeleted, MasterRecordId ...` names its survivor in `MasterRecordId`.
+        (`query_all` is the list form of `query`; this is Salesforce's `queryAll`.)
+        """
+        return [record async for record in self.query(soql, include_deleted=True)]
 
     async def count(self, soql_count: str) -> int:
         """The result of `SELECT COUNT() FROM ...` (its `totalSize`)."""
