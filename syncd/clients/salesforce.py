@@ -641,10 +641,13 @@ class SalesforceClient:
         """
         return [record async for record in self.query(soql, include_deleted=True)]
 
-    async def count(self, soql_count: str) -> int:
-        """The result of `SELECT COUNT() FROM ...` (its `totalSize`)."""
+    async def count(self, soql_count: str, *, include_deleted: bool = False) -> int:
+        """The result of `SELECT COUNT() FROM ...` (its `totalSize`); `include_deleted` counts
+        through `queryAll` (e.g. merge losers: `WHERE IsDeleted = true AND MasterRecordId !=
+        null`)."""
+        resource = "/queryAll" if include_deleted else "/query"
         page = await self._request(
-            "GET", self._prefix + "/query", params={"q": soql_count}, parse=_query_page
+            "GET", self._prefix + resource, params={"q": soql_count}, parse=_query_page
         )
         return page.total_size
 

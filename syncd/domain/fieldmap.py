@@ -94,7 +94,8 @@ PARDOT_RECORD_FIELDS: Final = (
     *PARDOT_LINK_FIELDS,
 )
 
-# Salesforce fields every sync reads besides the mapped ones.
+# Salesforce fields every sync reads besides the mapped ones. `MasterRecordId` is null on live
+# records; read through `queryAll` on a deleted one it names the survivor of a merge.
 CRM_RECORD_FIELDS: Final[Mapping[CrmType, tuple[str, ...]]] = {
     CrmType.LEAD: (
         "Id",
@@ -104,6 +105,7 @@ CRM_RECORD_FIELDS: Final[Mapping[CrmType, tuple[str, ...]]] = {
         "LastModifiedDate",
         "SystemModstamp",
         "IsDeleted",
+        "MasterRecordId",
         "IsConverted",
         "ConvertedContactId",
     ),
@@ -115,6 +117,7 @@ CRM_RECORD_FIELDS: Final[Mapping[CrmType, tuple[str, ...]]] = {
         "LastModifiedDate",
         "SystemModstamp",
         "IsDeleted",
+        "MasterRecordId",
     ),
 }
 

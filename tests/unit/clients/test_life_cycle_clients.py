@@ -47,6 +47,9 @@ async def test_query_with_deleted_reads_merge_losers_over_pages(clock: ManualClo
         assert (rows[GONE]["IsDeleted"], rows[GONE]["MasterRecordId"]) == (True, None)
         assert (rows[MASTER]["IsDeleted"], rows[MASTER]["MasterRecordId"]) == (False, None)
         assert o.requests("GET", "/queryAll") == 1  # query_all used /query
+        losers = "SELECT COUNT() FROM Lead WHERE IsDeleted = true AND MasterRecordId != null"
+        assert await o.client.count(losers, include_deleted=True) == 1
+        assert await o.client.count("SELECT COUNT() FROM Lead WHERE IsDeleted = true") == 0
         # queryAll pages like query (2000 a batch, then queryMore)
         everything = await o.client.query_with_deleted("SELECT Id FROM Lead")
         assert len(everything) == 2503

@@ -42,6 +42,8 @@ def test_contact_uses_mailing_address_and_has_no_company_or_website() -> None:
     assert {"Company", "Website", "Street", "PostalCode"} <= set(lead)
     assert "Id" in DEFAULT.crm_select_fields(CrmType.LEAD)
     assert "IsConverted" in DEFAULT.crm_select_fields(CrmType.LEAD)
+    for crm_type in CrmType:  # a deleted record read by queryAll names its merge survivor
+        assert "MasterRecordId" in DEFAULT.crm_select_fields(crm_type)
 
 
 def test_pardot_fields_include_the_link_fields() -> None:
