@@ -14,7 +14,7 @@ A prospect in Pardot's recycle bin is skipped (never an error); restored, it syn
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -29,7 +29,19 @@ from syncd.domain.models import (
 )
 from syncd.domain.values import parse_datetime
 
-__all__ = ["Match", "email_key", "first_record", "match_by_email", "mirrored_record", "resolve"]
+__all__ = [
+    "MAX_MERGE_HOPS",
+    "Match",
+    "email_key",
+    "first_record",
+    "match_by_email",
+    "merge_survivor",
+    "mirrored_record",
+    "resolve",
+]
+
+# A survivor merged again later: follow MasterRecordId this many times at most.
+MAX_MERGE_HOPS = 5
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -182,6 +194,31 @@ def _by_email(inp: ProspectInput, *, may_create: bool, prefix: str = "") -> Matc
     return Match(action=LinkAction.CREATE_LEAD, reason=why, crm_type=CrmType.LEAD)
 
 
+def merge_survivor(
+    record: CrmRecord, known: Mapping[str, CrmRecord], *, max_hops: int = MAX_MERGE_HOPS
+) -> CrmRecord | None:
+    """The live record at the end of `record`'s MasterRecordId chain, from the records read.
+
+    `known` maps ids (15- or 18-character) to records read with `queryAll` (deleted ones
+    included). None when `record` is not a merge loser, a link of the chain was not read, the
+    end is deleted without a master (a delete after the merge), or the chain is longer than
+    `max_hops` (or loops). The load stage reads the chain hop by hop: the masters of the losers
+    it has, then theirs, and gives the result as `ProspectInput.survivor`.
+    """
+    by_key = {sf_id_key(k): v for k, v in known.items()}
+    current = record
+    for _ in range(max_hops):
+        if not current.is_deleted or not current.master_record_id:
+            return None
+        nxt = by_key.get(sf_id_key(current.master_record_id))
+        if nxt is None:
+            return None
+        if not nxt.is_deleted:
+            return nxt
+        current = nxt
+    return None
+
+
 def mirrored_record(records: Iterable[CrmRecord]) -> CrmRecord | None:
     """Of the records whose mirror field names one prospect, the one to link: a live Contact
     first, then a Lead (the oldest of several); a converted Lead is followed by the caller."""
@@ -270,6 +307,18 @@ def resolve(inp: ProspectInput) -> Match:
         )
     link = inp.link
     if link is not None:
+        record = inp.linked
+        if (
+            link.crm_deleted
+            and record is not None
+            and record.is_deleted
+            and record.master_record_id
+            and same_sf_id(record.id, link.crm_id)
+            and inp.survivor is not None
+        ):
+            # Marked crm_deleted before merges were followed (or before the merge was seen):
+            # it was a merge after all, so the link follows the survivor and syncing resumes.
+            return _merged(inp, record, LinkAction.KEEP, "")
         if link.crm_deleted:
             return Match(
                 action=LinkAction.SKIP,

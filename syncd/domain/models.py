@@ -361,6 +361,9 @@ class ProspectInput:
       that email. A write of such an email is refused (FAIL), never a silent relink.
     - `recycled_prospect_ids`: for CRM-only items, prospects in Pardot's recycle bin that the
       record is linked to or that have its email: auto-create never re-creates them.
+    - `merged_prospect_ids`: for CRM-only items, prospects linked to records that were merged
+      into this one (losers with `MasterRecordId` = this record): their links follow it, so
+      auto-create must not make it a prospect of its own.
     """
 
     prospect: Prospect | None
@@ -375,11 +378,13 @@ class ProspectInput:
     survivor: CrmRecord | None = None
     email_owners: Mapping[str, int] = field(default_factory=lambda: EMPTY)
     recycled_prospect_ids: frozenset[int] = frozenset()
+    merged_prospect_ids: frozenset[int] = frozenset()
 
     def __post_init__(self) -> None:
         _set_frozen(self, "mirrored", tuple(self.mirrored))
         _set_frozen(self, "email_owners", MappingProxyType(dict(self.email_owners)))
         _set_frozen(self, "recycled_prospect_ids", frozenset(self.recycled_prospect_ids))
+        _set_frozen(self, "merged_prospect_ids", frozenset(self.merged_prospect_ids))
         _set_frozen(self, "candidates", tuple(self.candidates))
         _set_frozen(self, "emails", tuple(self.emails))
         _set_frozen(self, "taken_crm_ids", frozenset(self.taken_crm_ids))

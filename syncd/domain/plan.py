@@ -501,6 +501,14 @@ def _crm_only_refusal(inp: ProspectInput, record: CrmRecord, config: SyncConfig)
             "synced and not re-created (restore it in Pardot to sync again)",
             **target,
         )
+    if inp.merged_prospect_ids:
+        ids = ", ".join(str(i) for i in sorted(inp.merged_prospect_ids))
+        return _skip(
+            None,
+            f"{record.type} {record.id} is the survivor of a merge: the link of prospect {ids} "
+            "follows it, so no new prospect is created",
+            **target,
+        )
     if inp.link is not None:
         return _skip(
             None, f"linked prospect {inp.link.prospect_id} was not found in Pardot", **target

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from syncd.domain.fieldmap import FieldMap, FieldRule
+from syncd.domain.match import merge_survivor
 from syncd.domain.merge import MISSING, merge_field
 from syncd.domain.models import CrmType, LinkAction, Policy, ProspectInput, SyncConfig
 from syncd.domain.plan import EMAIL_IN_USE
@@ -170,6 +171,54 @@ def test_the_native_connectors_crm_id_naming_a_merge_loser_links_to_the_survivor
     assert plan.crm_id == survivor.id
     assert "merged into Lead" in plan.decisions[0].reason
     assert plan.create_lead is None
+
+
+def test_a_merge_marked_crm_deleted_before_is_healed() -> None:
+    """Before merges were followed a merge loser's link was marked crm_deleted for good; read
+    with queryAll it names its survivor, and the link follows it."""
+    loser, survivor = lead(1), lead(2)
+    inp = _linked(prospect(), loser)
+    assert inp.link is not None
+    marked = replace(inp, link=replace(inp.link, crm_deleted=True))
+    plan = run(replace(marked, linked=_loser(loser, survivor.id), survivor=survivor))
+    assert plan.action is LinkAction.MOVE_TO_SURVIVOR and plan.crm_id == survivor.id
+    # a real delete stays marked
+    still = run(replace(marked, linked=replace(loser, is_deleted=True)))
+    assert still.action is LinkAction.SKIP and "crm_deleted" in (still.skip_reason or "")
+
+
+def test_survivor_of_a_merge_gets_no_prospect_of_its_own() -> None:
+    config = replace(CONFIG, auto_create_prospects=True)
+    inp = ProspectInput(
+        prospect=None,
+        link=None,
+        linked=None,
+        crm_record=lead(2, email="new@acme.example"),
+        merged_prospect_ids=frozenset({1001}),
+    )
+    plan = run(inp, config=config)
+    assert plan.action is LinkAction.SKIP and plan.pardot_create is None
+    assert "survivor of a merge" in (plan.skip_reason or "")
+
+
+A, B, C = lead(1), lead(2), lead(3)
+
+
+@pytest.mark.parametrize(
+    ("start", "known", "expected"),
+    [
+        pytest.param(_loser(A, B.id), [B], B, id="one-hop"),
+        pytest.param(_loser(A, B.id), [_loser(B, C.id), C], C, id="merged-again-two-hops"),
+        pytest.param(_loser(A, B.id[:15]), [B], B, id="15-char-master-id"),
+        pytest.param(_loser(A, B.id), [], None, id="master-not-read"),
+        pytest.param(_loser(A, B.id), [replace(B, is_deleted=True)], None, id="master-deleted"),
+        pytest.param(_loser(A, B.id), [_loser(B, A.id), _loser(A, B.id)], None, id="loop"),
+        pytest.param(A, [B], None, id="live-record-is-no-loser"),
+        pytest.param(replace(A, is_deleted=True), [B], None, id="plain-delete"),
+    ],
+)
+def test_merge_survivor_follows_the_chain(start: Any, known: list[Any], expected: Any) -> None:
+    assert merge_survivor(start, {r.id: r for r in known}) == expected
 
 
 # --- plain deletes: mark (default) or recycle ------------------------------------------------
