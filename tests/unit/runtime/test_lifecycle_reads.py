@@ -1,0 +1,119 @@
+"""`read_merged`: the load stage's queryAll reads of merge losers and their survivors, with the
+real SalesforceClient against the Salesforce simulator."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+
+from syncd.clients.auth import SalesforceAuth
+from syncd.clients.http import RetryPolicy
+from syncd.clients.salesforce import SalesforceClient
+from syncd.domain.fieldmap import FieldMap
+from syncd.domain.models import CrmType
+from syncd.runtime.lifecycle import read_merged
+from syncd.runtime.pipeline import record_from
+from syncd.settings import SalesforceSettings
+from syncd.simulators._base import ManualClock, TokenRegistry
+from syncd.simulators.salesforce import SalesforceSimulator
+
+FAST = RetryPolicy(max_attempts=2, base_delay_s=0.001, max_delay_s=0.002)
+
+
+class Org:
+    """The Salesforce simulator and a real client logged in to it."""
+
+    def __init__(self, clock: ManualClock, **seed: Any) -> None:
+        self.sim = SalesforceSimulator(
+            {
+                "oauth": {"client_id": "cid", "client_secret": "cs", "username": "c@acme.example"},
+                "users": [{"Id": "005000000000001AAA", "Username": "c@acme.example"}],
+                **seed,
+            },
+            tokens=TokenRegistry(clock),
+            clock=clock,
+        )
+        settings = SalesforceSettings(client_id="cid", client_secret="cs")
+        transport = httpx.ASGITransport(app=self.sim.app)
+        self.auth = SalesforceAuth(settings, transport=transport, retry=FAST, clock=clock)
+        self.client = SalesforceClient(self.auth, transport=transport, retry=FAST)
+
+    def requests(self, method: str, contains: str) -> int:
+        return self.sim.counters.count(method, contains)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+        await self.auth.aclose()
+
+
+async def make_org(clock: ManualClock, **seed: Any) -> Org:
+    return Org(clock, **seed)
+
+
+A, B, C = "00Q000000000001AAA", "00Q000000000002AAA", "00Q000000000003AAA"
+GONE, NEVER = "00Q000000000004AAA", "00Q000000000009AAA"
+K1, K2 = "003000000000001AAA", "003000000000002AAA"
+FIELDS = FieldMap.default()
+
+
+def _lead(rid: str) -> dict[str, str]:
+    return {"Id": rid, "LastName": "Doe", "Company": "Acme", "Email": "jane@acme.example"}
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(datetime(2026, 1, 5, 9, 0, tzinfo=UTC))
+
+
+async def test_read_merged_follows_chains_and_tells_deletes_apart(clock: ManualClock) -> None:
+    o = await make_org(
+        clock,
+        leads=[_lead(A), _lead(B), _lead(C), _lead(GONE)],
+        contacts=[{"Id": K1, "LastName": "K"}, {"Id": K2, "LastName": "K"}],
+    )
+    try:
+        o.sim.merge("Lead", B, [A])  # A -> B
+        o.sim.merge("Lead", C, [B])  # then B -> C: A's survivor is C
+        o.sim.merge("Contact", K2, [K1])
+        o.sim.remove("Lead", GONE)
+        got = await read_merged(
+            o.client,
+            [A, A[:15], GONE, NEVER, K1],
+            select_fields=FIELDS.crm_select_fields,
+            to_record=record_from,
+        )
+        assert set(got) == {A[:15], GONE[:15], NEVER[:15], K1[:15]}
+        a = got[A[:15]]
+        assert a.merged and a.record is not None and a.record.master_record_id == B
+        assert a.survivor is not None and (a.survivor.id, a.survivor.is_deleted) == (C, False)
+        k = got[K1[:15]]
+        assert k.survivor is not None and k.survivor.type is CrmType.CONTACT
+        assert k.survivor.id == K2
+        gone = got[GONE[:15]]
+        assert gone.record is not None and gone.record.is_deleted
+        assert not gone.merged and gone.survivor is None
+        assert got[NEVER[:15]].record is None and not got[NEVER[:15]].merged
+        # hop 1: Lead (A, GONE, NEVER) + Contact (K1); hop 2: Lead B, Contact K2; hop 3: Lead C
+        assert o.requests("GET", "/queryAll") == 5
+    finally:
+        await o.aclose()
+
+
+async def test_a_chain_longer_than_the_hops_has_no_survivor(clock: ManualClock) -> None:
+    o = await make_org(clock, leads=[_lead(A), _lead(B), _lead(C)])
+    try:
+        o.sim.merge("Lead", B, [A])
+        o.sim.merge("Lead", C, [B])
+        got = await read_merged(
+            o.client,
+            [A],
+            select_fields=FIELDS.crm_select_fields,
+            to_record=record_from,
+            max_hops=1,
+        )
+        assert got[A[:15]].merged and got[A[:15]].survivor is None
+    finally:
+        await o.aclose()
