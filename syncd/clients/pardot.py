@@ -269,22 +269,37 @@ class PardotClient:
             after_id = last_id
 
     async def find_prospects_by_email(
-        self, email: str, fields: Sequence[str]
+        self, email: str, fields: Sequence[str], *, include_deleted: bool = False
     ) -> list[dict[str, Any]]:
-        """The live prospects with this email (several when AMPSEA is on), by id."""
+        """The live prospects with this email (several when AMPSEA is on), by id;
+        `include_deleted` (`deleted=all`) adds those in the recycle bin (request `isDeleted`)."""
         wanted = _with_fields(fields, "id")
-        return [row async for row in self._by_id(PROSPECTS, wanted, {"email": email})]
+        filters: dict[str, Any] = {"email": email}
+        if include_deleted:
+            filters["deleted"] = "all"
+        return [row async for row in self._by_id(PROSPECTS, wanted, filters)]
 
     async def prospects_in_id_range(
-        self, first_id: int, last_id: int, fields: Sequence[str]
+        self,
+        first_id: int,
+        last_id: int,
+        fields: Sequence[str],
+        *,
+        include_deleted: bool = False,
     ) -> list[dict[str, Any]]:
         """The live prospects with `first_id <= id <= last_id`, by id (pages of 1,000).
 
         One request replaces up to 1,000 `get_prospect` calls when the wanted ids are close
         together (the pipeline reads a batch's prospects this way when they are dense enough).
+        `include_deleted` (`deleted=all`) adds those in the recycle bin (request `isDeleted`).
         """
         wanted = _with_fields(fields, "id")
-        filters = {"idGreaterThanOrEqualTo": int(first_id), "idLessThanOrEqualTo": int(last_id)}
+        filters: dict[str, Any] = {
+            "idGreaterThanOrEqualTo": int(first_id),
+            "idLessThanOrEqualTo": int(last_id),
+        }
+        if include_deleted:
+            filters["deleted"] = "all"
         return [row async for row in self._by_id(PROSPECTS, wanted, filters)]
 
     async def get_prospect(

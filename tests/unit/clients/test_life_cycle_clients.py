@@ -80,6 +80,18 @@ async def test_recycled_prospect_is_read_with_include_deleted(clock: ManualClock
         live = await client.get_prospect(1001, ["id", "isDeleted"], include_deleted=True)
         assert live == {"id": 1001, "isDeleted": False}
         assert await client.get_prospect(9999, ["id"], include_deleted=True) is None
+        fields = ["id", "isDeleted"]
+        assert await client.prospects_in_id_range(1001, 1002, fields) == [
+            {"id": 1001, "isDeleted": False}
+        ]
+        assert await client.prospects_in_id_range(1001, 1002, fields, include_deleted=True) == [
+            {"id": 1001, "isDeleted": False},
+            {"id": 1002, "isDeleted": True},
+        ]
+        assert await client.find_prospects_by_email("gone@acme.example", fields) == []
+        assert await client.find_prospects_by_email(
+            "GONE@acme.example", fields, include_deleted=True
+        ) == [{"id": 1002, "isDeleted": True}]
 
 
 async def test_delete_then_undelete_round_trip(clock: ManualClock) -> None:
