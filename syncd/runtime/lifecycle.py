@@ -5,6 +5,8 @@ A linked Lead or Contact that the ordinary query no longer finds was deleted; on
 plain delete. `read_merged` reads the missing records that way and follows each merge chain hop
 by hop (a survivor may have been merged again), so the domain gets `ProspectInput.linked` (the
 deleted row) and `ProspectInput.survivor` (the live record at the end of the chain).
+`read_losers` answers the other way round, for a CRM-only record: which records were merged
+into it (their links follow it, so auto-create must not give it a prospect of its own).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from syncd.clients.salesforce import (
 from syncd.domain.match import MAX_MERGE_HOPS, merge_survivor
 from syncd.domain.models import CrmRecord, CrmType, crm_type_of_id, sf_id_key
 
-__all__ = ["MergeRead", "read_merged"]
+__all__ = ["MergeRead", "read_losers", "read_merged"]
 
 _IN_BUDGET = MAX_URI_BYTES - 2_000  # room for the SELECT list and the rest of the URL
 
@@ -116,4 +118,32 @@ async def _query_all_by_id(
                         master_record_id=master if isinstance(master, str) and master else None,
                     )
                 )
+    return out
+
+
+async def read_losers(
+    salesforce: SalesforceClient, survivor_ids: Iterable[str]
+) -> dict[str, list[str]]:
+    """For each record id: the ids of the records merged into it (`MasterRecordId` = the id).
+
+    Keys are the 15-character ids of the survivors that have losers; one `queryAll` per object,
+    chunked under the URI limit. The load stage looks the losers up in the store's links to
+    fill `ProspectInput.merged_prospect_ids` of a CRM-only item.
+    """
+    by_type: dict[CrmType, list[str]] = {}
+    for crm_id in dict.fromkeys(survivor_ids):
+        kind = crm_type_of_id(crm_id)
+        if kind is not None:
+            by_type.setdefault(kind, []).append(crm_id)
+    out: dict[str, list[str]] = {}
+    for kind, values in by_type.items():
+        for chunk in chunked_in_lists(values, max_chars=_IN_BUDGET):
+            soql = (
+                f"SELECT Id, MasterRecordId FROM {kind.value} "
+                f"WHERE IsDeleted = true AND {soql_in('MasterRecordId', chunk)}"
+            )
+            for raw in await salesforce.query_with_deleted(soql):
+                master = raw.get("MasterRecordId")
+                if isinstance(master, str) and master:
+                    out.setdefault(sf_id_key(master), []).append(str(raw["Id"]))
     return out

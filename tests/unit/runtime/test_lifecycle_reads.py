@@ -14,7 +14,7 @@ from syncd.clients.http import RetryPolicy
 from syncd.clients.salesforce import SalesforceClient
 from syncd.domain.fieldmap import FieldMap
 from syncd.domain.models import CrmType
-from syncd.runtime.lifecycle import read_merged
+from syncd.runtime.lifecycle import read_losers, read_merged
 from syncd.runtime.pipeline import record_from
 from syncd.settings import SalesforceSettings
 from syncd.simulators._base import ManualClock, TokenRegistry
@@ -115,5 +115,16 @@ async def test_a_chain_longer_than_the_hops_has_no_survivor(clock: ManualClock) 
             max_hops=1,
         )
         assert got[A[:15]].merged and got[A[:15]].survivor is None
+    finally:
+        await o.aclose()
+
+
+async def test_read_losers_names_what_was_merged_into_a_record(clock: ManualClock) -> None:
+    o = await make_org(clock, leads=[_lead(A), _lead(B), _lead(C), _lead(GONE)])
+    try:
+        o.sim.merge("Lead", C, [A, B])
+        o.sim.remove("Lead", GONE)
+        got = await read_losers(o.client, [C, GONE, K1])
+        assert {k: sorted(v) for k, v in got.items()} == {C[:15]: [A, B]}
     finally:
         await o.aclose()
