@@ -7,6 +7,8 @@ by hop (a survivor may have been merged again), so the domain gets `ProspectInpu
 deleted row) and `ProspectInput.survivor` (the live record at the end of the chain).
 `read_losers` answers the other way round, for a CRM-only record: which records were merged
 into it (their links follow it, so auto-create must not give it a prospect of its own).
+`email_keys_to_check` / `email_owners` fill `ProspectInput.email_owners` from the store's links
+(an email change must not write an address another linked prospect holds).
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ from syncd.clients.salesforce import (
     chunked_in_lists,
     soql_in,
 )
-from syncd.domain.match import MAX_MERGE_HOPS, merge_survivor
-from syncd.domain.models import CrmRecord, CrmType, crm_type_of_id, sf_id_key
+from syncd.domain.match import MAX_MERGE_HOPS, email_key, merge_survivor
+from syncd.domain.models import CrmRecord, CrmType, Prospect, crm_type_of_id, sf_id_key
+from syncd.store.models import Link as StoredLink
 
-__all__ = ["MergeRead", "read_losers", "read_merged"]
+__all__ = ["MergeRead", "email_keys_to_check", "email_owners", "read_losers", "read_merged"]
 
 _IN_BUDGET = MAX_URI_BYTES - 2_000  # room for the SELECT list and the rest of the URL
 
@@ -146,4 +149,32 @@ async def read_losers(
                 master = raw.get("MasterRecordId")
                 if isinstance(master, str) and master:
                     out.setdefault(sf_id_key(master), []).append(str(raw["Id"]))
+    return out
+
+
+def email_keys_to_check(prospect: Prospect | None, linked: CrmRecord | None) -> set[str]:
+    """The emails an item may write (either side's current one), as `email_key`s: look them
+    up with `LinkRepo.by_emails` and pass the result to `email_owners`."""
+    keys = {
+        email_key(prospect.email) if prospect else None,
+        email_key(linked.email) if linked else None,
+    }
+    return {k for k in keys if k}
+
+
+def email_owners(
+    prospect_id: int, links_by_email: Mapping[str, Sequence[StoredLink]]
+) -> dict[str, int]:
+    """`ProspectInput.email_owners`: per email, ANOTHER prospect whose live link holds it
+    (the lowest id when several do); links marked crm_deleted no longer sync and do not count."""
+    out: dict[str, int] = {}
+    for raw, links in links_by_email.items():
+        key = email_key(raw)
+        others = sorted(
+            link.prospect_id
+            for link in links
+            if link.prospect_id != prospect_id and not link.crm_deleted
+        )
+        if key and others:
+            out[key] = others[0]
     return out

@@ -4,6 +4,7 @@ real SalesforceClient against the Salesforce simulator."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,11 +15,13 @@ from syncd.clients.http import RetryPolicy
 from syncd.clients.salesforce import SalesforceClient
 from syncd.domain.fieldmap import FieldMap
 from syncd.domain.models import CrmType
-from syncd.runtime.lifecycle import read_losers, read_merged
-from syncd.runtime.pipeline import record_from
+from syncd.runtime.lifecycle import email_keys_to_check, email_owners, read_losers, read_merged
+from syncd.runtime.pipeline import prospect_from, record_from
 from syncd.settings import SalesforceSettings
 from syncd.simulators._base import ManualClock, TokenRegistry
 from syncd.simulators.salesforce import SalesforceSimulator
+from syncd.store import Store
+from syncd.store.models import Link as StoredLink
 
 FAST = RetryPolicy(max_attempts=2, base_delay_s=0.001, max_delay_s=0.002)
 
@@ -128,3 +131,42 @@ async def test_read_losers_names_what_was_merged_into_a_record(clock: ManualCloc
         assert {k: sorted(v) for k, v in got.items()} == {C[:15]: [A, B]}
     finally:
         await o.aclose()
+
+
+async def test_email_owners_from_the_real_store(tmp_path: Path) -> None:
+    """`email_keys_to_check` -> `LinkRepo.by_emails` -> `email_owners`, on a SQLite file."""
+    t0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+
+    def link(pid: int, crm_id: str, email: str, **kw: Any) -> StoredLink:
+        return StoredLink(
+            prospect_id=pid,
+            crm_type="Lead",
+            crm_id=crm_id,
+            email=email,
+            base={},
+            synced_at=t0,
+            **kw,
+        )
+
+    store = await Store.open(f"sqlite+aiosqlite:///{tmp_path}/syncd.db", migrate=True)
+    try:
+        async with store.transaction() as tx:
+            await store.links.upsert_many(
+                tx,
+                [
+                    link(1001, A, "jane@acme.example"),
+                    link(2002, B, "Jane.Doe@NewCo.example"),
+                    link(3003, C, "old@acme.example", crm_deleted=True),
+                ],
+                now=t0,
+            )
+        me = prospect_from({"id": 1001, "email": "jane@acme.example", "updatedAt": t0.isoformat()})
+        moved = record_from(_lead(A) | {"Email": " jane.doe@newco.EXAMPLE "}, CrmType.LEAD)
+        keys = email_keys_to_check(me, moved)
+        assert keys == {"jane@acme.example", "jane.doe@newco.example"}
+        async with store.read() as tx:
+            found = await store.links.by_emails(tx, [*keys, "old@acme.example"])
+        assert email_owners(1001, found) == {"jane.doe@newco.example": 2002}
+        assert email_owners(2002, found) == {"jane@acme.example": 1001}
+    finally:
+        await store.aclose()
