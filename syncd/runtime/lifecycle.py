@@ -9,6 +9,8 @@ deleted row) and `ProspectInput.survivor` (the live record at the end of the cha
 into it (their links follow it, so auto-create must not give it a prospect of its own).
 `email_keys_to_check` / `email_owners` fill `ProspectInput.email_owners` from the store's links
 (an email change must not write an address another linked prospect holds).
+`count_life_cycle` is what `syncd preflight` reports: merge losers still in Salesforce's recycle
+bin and prospects in Pardot's.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from syncd.clients.pardot import PardotClient
 from syncd.clients.salesforce import (
     MAX_URI_BYTES,
     SalesforceClient,
@@ -27,7 +30,15 @@ from syncd.domain.match import MAX_MERGE_HOPS, email_key, merge_survivor
 from syncd.domain.models import CrmRecord, CrmType, Prospect, crm_type_of_id, sf_id_key
 from syncd.store.models import Link as StoredLink
 
-__all__ = ["MergeRead", "email_keys_to_check", "email_owners", "read_losers", "read_merged"]
+__all__ = [
+    "LifeCycleCounts",
+    "MergeRead",
+    "count_life_cycle",
+    "email_keys_to_check",
+    "email_owners",
+    "read_losers",
+    "read_merged",
+]
 
 _IN_BUDGET = MAX_URI_BYTES - 2_000  # room for the SELECT list and the rest of the URL
 
@@ -178,3 +189,25 @@ def email_owners(
         if key and others:
             out[key] = others[0]
     return out
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LifeCycleCounts:
+    """Merge losers per object (deleted with a MasterRecordId, still readable by `queryAll`:
+    Salesforce keeps deleted records about 15 days) and prospects in Pardot's recycle bin."""
+
+    merge_losers: Mapping[str, int]
+    recycled_prospects: int
+
+
+async def count_life_cycle(salesforce: SalesforceClient, pardot: PardotClient) -> LifeCycleCounts:
+    """Read-only counts for `syncd preflight`: one `queryAll` COUNT per object, and the
+    recycled prospects paged by id (`deleted=true`, ids only)."""
+    losers: dict[str, int] = {}
+    for kind in CrmType:
+        soql = f"SELECT COUNT() FROM {kind.value} WHERE IsDeleted = true AND MasterRecordId != null"
+        losers[kind.value] = await salesforce.count(soql, include_deleted=True)
+    recycled = 0
+    async for _row in pardot.iter_prospects(["id"], deleted="true"):
+        recycled += 1
+    return LifeCycleCounts(merge_losers=losers, recycled_prospects=recycled)

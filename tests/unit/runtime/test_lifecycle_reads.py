@@ -15,13 +15,22 @@ from syncd.clients.http import RetryPolicy
 from syncd.clients.salesforce import SalesforceClient
 from syncd.domain.fieldmap import FieldMap
 from syncd.domain.models import CrmType
-from syncd.runtime.lifecycle import email_keys_to_check, email_owners, read_losers, read_merged
+from syncd.runtime.lifecycle import (
+    count_life_cycle,
+    email_keys_to_check,
+    email_owners,
+    read_losers,
+    read_merged,
+)
 from syncd.runtime.pipeline import prospect_from, record_from
 from syncd.settings import SalesforceSettings
 from syncd.simulators._base import ManualClock, TokenRegistry
+from syncd.simulators.generate import Shape, generate_seed
+from syncd.simulators.pardot import PardotSimulator
 from syncd.simulators.salesforce import SalesforceSimulator
 from syncd.store import Store
 from syncd.store.models import Link as StoredLink
+from tests.unit.clients.test_pardot_client import make as make_pardot
 
 FAST = RetryPolicy(max_attempts=2, base_delay_s=0.001, max_delay_s=0.002)
 
@@ -29,17 +38,19 @@ FAST = RetryPolicy(max_attempts=2, base_delay_s=0.001, max_delay_s=0.002)
 class Org:
     """The Salesforce simulator and a real client logged in to it."""
 
-    def __init__(self, clock: ManualClock, **seed: Any) -> None:
-        self.sim = SalesforceSimulator(
-            {
-                "oauth": {"client_id": "cid", "client_secret": "cs", "username": "c@acme.example"},
-                "users": [{"Id": "005000000000001AAA", "Username": "c@acme.example"}],
-                **seed,
-            },
-            tokens=TokenRegistry(clock),
-            clock=clock,
+    def __init__(
+        self, clock: ManualClock, *, tokens: TokenRegistry | None = None, **seed: Any
+    ) -> None:
+        full = {
+            "oauth": {"client_id": "cid", "client_secret": "cs", "username": "c@acme.example"},
+            "users": [{"Id": "005000000000001AAA", "Username": "c@acme.example"}],
+            **seed,
+        }
+        self.sim = SalesforceSimulator(full, tokens=tokens or TokenRegistry(clock), clock=clock)
+        oauth = full["oauth"]
+        settings = SalesforceSettings(
+            client_id=oauth["client_id"], client_secret=oauth["client_secret"]
         )
-        settings = SalesforceSettings(client_id="cid", client_secret="cs")
         transport = httpx.ASGITransport(app=self.sim.app)
         self.auth = SalesforceAuth(settings, transport=transport, retry=FAST, clock=clock)
         self.client = SalesforceClient(self.auth, transport=transport, retry=FAST)
@@ -170,3 +181,21 @@ async def test_email_owners_from_the_real_store(tmp_path: Path) -> None:
         assert email_owners(2002, found) == {"jane@acme.example": 1001}
     finally:
         await store.aclose()
+
+
+async def test_count_life_cycle_for_preflight(clock: ManualClock) -> None:
+    world = generate_seed(300, shape=Shape.life_cycle(0.2))
+    tokens = TokenRegistry(clock)
+    o = Org(clock, tokens=tokens, **world["salesforce"])
+    pd = PardotSimulator(world["pardot"], clock=clock, tokens=tokens)
+    pardot, _ = make_pardot(pd, business_unit_id=world["pardot"]["business_unit_id"])
+    try:
+        counts = await count_life_cycle(o.client, pardot)
+    finally:
+        await o.aclose()
+        await pardot.aclose()
+    losers = [r for r in world["salesforce"]["leads"] if r.get("IsDeleted")]
+    recycled = [p for p in world["pardot"]["prospects"] if p.get("isDeleted")]
+    assert losers and recycled
+    assert counts.merge_losers == {"Lead": len(losers), "Contact": 0}
+    assert counts.recycled_prospects == len(recycled)
