@@ -50,7 +50,7 @@ ENV_NOT_SETTINGS = frozenset({"SYNCD_CONFIG"})
 ENV_TOOL_PREFIXES = ("SYNCD_TEST_", "SYNCD_BENCH_")
 
 AuthFlow = Literal["client_credentials", "jwt", "refresh_token", "password"]
-Policy = Literal["crm", "pardot", "recent", "to_pardot", "to_crm", "none"]
+Policy = Literal["crm", "pardot", "recent", "opt_out_wins", "to_pardot", "to_crm", "none"]
 
 
 _CUSTOM_FIELD = re.compile(r"[A-Za-z][A-Za-z0-9_]*__c")
@@ -147,6 +147,11 @@ class SyncSettings(_Section):
     start_at: str | None = None
     # The Salesforce custom field on Lead and Contact that mirrors the link (the prospect id).
     crm_link_field: str | None = None
+    # A linked CRM record deleted (not merged) in Salesforce: "mark" the prospect crm_deleted, or
+    # "recycle" it too (send it to Pardot's recycle bin, as Salesforce's own connector does).
+    crm_delete_action: Literal["mark", "recycle"] = "mark"
+    # Whose opt-in (clearing an email opt-out) travels for `opt_out_wins` fields.
+    opt_in_owner: Literal["pardot", "crm"] = "pardot"
 
     @field_validator("crm_link_field")
     @classmethod
