@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, bool, str]] = {
     "preflight": ("preflight", True, "read-only report of what the first sync will do"),
     "migrate": ("migrate", True, "bring the database schema to the latest version"),
     "relink": ("relink", True, "rebuild links from sync.crm_link_field (the link's mirror)"),
+    "console": ("console", True, "the web console and its JSON API from the store alone"),
     # check loads its own settings: a health check exits 0 or 1 (Docker reserves exit 2)
     "check": ("check", False, "config valid, database reachable and migrated, heartbeat fresh"),
 }
@@ -93,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
         p[name].add_argument("--json", action="store_true", help="machine-readable output")
     p["history"].add_argument("id", metavar="ID", help="Pardot prospect id")
     p["preflight"].add_argument("--limit", type=int, default=10, metavar="N")
+    p["console"].add_argument(
+        "--listen", metavar="H:P", help="address to serve on (default: ops.listen, else :9108)"
+    )
     e = p["errors"]
     e.add_argument("action", choices=["list", "show", "retry"])
     e.add_argument("ids", nargs="*", metavar="ID")
@@ -155,7 +159,14 @@ def register_configured_secrets(settings: Settings) -> None:
     """Tell the log scrubber every secret the settings hold."""
     sf = settings.salesforce
     logs.register_secrets(
-        [sf.client_secret, sf.password, sf.refresh_token, settings.ops.bearer_token]
+        [
+            sf.client_secret,
+            sf.password,
+            sf.refresh_token,
+            settings.ops.bearer_token,
+            settings.ops.viewer_token,
+            settings.alerts.webhook_url,
+        ]
     )
 
 

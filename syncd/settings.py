@@ -50,7 +50,7 @@ ENV_NOT_SETTINGS = frozenset({"SYNCD_CONFIG"})
 ENV_TOOL_PREFIXES = ("SYNCD_TEST_", "SYNCD_BENCH_")
 
 AuthFlow = Literal["client_credentials", "jwt", "refresh_token", "password"]
-Policy = Literal["crm", "pardot", "recent", "to_pardot", "to_crm", "none"]
+Policy = Literal["crm", "pardot", "recent", "opt_out_wins", "to_pardot", "to_crm", "none"]
 
 
 _CUSTOM_FIELD = re.compile(r"[A-Za-z][A-Za-z0-9_]*__c")
@@ -147,6 +147,11 @@ class SyncSettings(_Section):
     start_at: str | None = None
     # The Salesforce custom field on Lead and Contact that mirrors the link (the prospect id).
     crm_link_field: str | None = None
+    # A linked CRM record deleted (not merged) in Salesforce: "mark" the prospect crm_deleted, or
+    # "recycle" it too (send it to Pardot's recycle bin, as Salesforce's own connector does).
+    crm_delete_action: Literal["mark", "recycle"] = "mark"
+    # Whose opt-in (clearing an email opt-out) travels for `opt_out_wins` fields.
+    opt_in_owner: Literal["pardot", "crm"] = "pardot"
 
     @field_validator("crm_link_field")
     @classmethod
@@ -172,6 +177,9 @@ class SyncSettings(_Section):
 class OpsSettings(_Section):
     listen: str | None = None
     bearer_token: SecretStr | None = None
+    viewer_token: SecretStr | None = None  # read-only console and API access
+    tls_cert_file: Path | None = None  # serve the console over HTTPS (PEM certificate chain)
+    tls_key_file: Path | None = None  # and its PEM private key
     heartbeat_stale_s: float = Field(default=120.0, gt=0)
 
     @field_validator("listen")
@@ -183,6 +191,24 @@ class OpsSettings(_Section):
         if not sep or not port.isdigit() or not (0 < int(port) < 65536):
             raise ValueError("must be host:port, for example 127.0.0.1:9108")
         return v
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> OpsSettings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("set both ops.tls_cert_file and ops.tls_key_file, or neither")
+        return self
+
+    def tls(self) -> tuple[str, str] | None:
+        """(certificate file, key file) when the console is served over HTTPS."""
+        if self.tls_cert_file is None or self.tls_key_file is None:
+            return None
+        return str(self.tls_cert_file), str(self.tls_key_file)
+
+
+class AlertSettings(_Section):
+    webhook_url: SecretStr | None = None  # Slack-compatible incoming webhook (a secret URL)
+    error_queue_threshold: int = Field(default=100, ge=1)
+    check_interval_s: float = Field(default=60.0, gt=0)
 
 
 class LogSettings(_Section):
@@ -213,6 +239,7 @@ class Settings(BaseSettings):
     pardot: PardotSettings = PardotSettings()
     sync: SyncSettings = SyncSettings()
     ops: OpsSettings = OpsSettings()
+    alerts: AlertSettings = AlertSettings()
     log: LogSettings = LogSettings()
     fields: dict[str, FieldSetting] = Field(default_factory=dict)
 

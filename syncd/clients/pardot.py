@@ -278,31 +278,55 @@ class PardotClient:
             after_id = last_id
 
     async def find_prospects_by_email(
-        self, email: str, fields: Sequence[str]
+        self, email: str, fields: Sequence[str], *, include_deleted: bool = False
     ) -> list[dict[str, Any]]:
-        """The live prospects with this email (several when AMPSEA is on), by id."""
+        """The live prospects with this email (several when AMPSEA is on), by id;
+        `include_deleted` (`deleted=all`) adds those in the recycle bin (request `isDeleted`)."""
         wanted = _with_fields(fields, "id")
-        return [row async for row in self._by_id(PROSPECTS, wanted, {"email": email})]
+        filters: dict[str, Any] = {"email": email}
+        if include_deleted:
+            filters["deleted"] = "all"
+        return [row async for row in self._by_id(PROSPECTS, wanted, filters)]
 
     async def prospects_in_id_range(
-        self, first_id: int, last_id: int, fields: Sequence[str]
+        self,
+        first_id: int,
+        last_id: int,
+        fields: Sequence[str],
+        *,
+        include_deleted: bool = False,
     ) -> list[dict[str, Any]]:
         """The live prospects with `first_id <= id <= last_id`, by id (pages of 1,000).
 
         One request replaces up to 1,000 `get_prospect` calls when the wanted ids are close
         together (the pipeline reads a batch's prospects this way when they are dense enough).
+        `include_deleted` (`deleted=all`) adds those in the recycle bin (request `isDeleted`).
         """
         wanted = _with_fields(fields, "id")
-        filters = {"idGreaterThanOrEqualTo": int(first_id), "idLessThanOrEqualTo": int(last_id)}
+        filters: dict[str, Any] = {
+            "idGreaterThanOrEqualTo": int(first_id),
+            "idLessThanOrEqualTo": int(last_id),
+        }
+        if include_deleted:
+            filters["deleted"] = "all"
         return [row async for row in self._by_id(PROSPECTS, wanted, filters)]
 
-    async def get_prospect(self, prospect_id: int, fields: Sequence[str]) -> dict[str, Any] | None:
-        """One prospect, or None if it does not exist or is in the recycle bin."""
+    async def get_prospect(
+        self, prospect_id: int, fields: Sequence[str], *, include_deleted: bool = False
+    ) -> dict[str, Any] | None:
+        """One prospect, or None if it does not exist or is in the recycle bin.
+
+        `include_deleted` (`deleted=all`) also reads a prospect in the recycle bin (request
+        `isDeleted` to tell it apart): a recycled prospect is skipped, not "not found".
+        """
+        params = {"fields": _fields(fields)}
+        if include_deleted:
+            params["deleted"] = "all"
         try:
             return await self._call(
                 "GET",
                 f"{PROSPECTS}/{int(prospect_id)}",
-                params={"fields": _fields(fields)},
+                params=params,
                 read=_reader("prospect"),
             )
         except errors.PermanentAPIError as exc:
@@ -355,6 +379,28 @@ class PardotClient:
         except errors.PermanentAPIError as exc:
             if exc.code not in _GONE_CODES:
                 raise
+
+    async def undelete_prospect_by_email(
+        self, email: str, fields: Sequence[str] = ("id", "email", "isDeleted")
+    ) -> dict[str, Any] | None:
+        """Restore the recycled prospect with this email and the latest activity
+        (`POST prospects/do/undelete`); its requested fields, or None when none is recycled.
+
+        UNCONFIRMED: the v5 body and answer are undocumented; this sends `{"matchEmail",
+        "fields"}` like upsertLatestByEmail (the simulator models that choice). A retry after
+        a lost answer finds nothing left to restore and returns None: read the prospect to know.
+        """
+        try:
+            return await self._call(
+                "POST",
+                f"{PROSPECTS}/do/undelete",
+                body={"matchEmail": email, "fields": list(fields)},
+                read=_reader("undeleted prospect"),
+            )
+        except errors.PermanentAPIError as exc:
+            if exc.code in _GONE_CODES:
+                return None
+            raise
 
     # ----- users and emails ------------------------------------------------------------------
 

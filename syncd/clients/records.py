@@ -113,6 +113,12 @@ def in_query_count(values: Iterable[str]) -> int:
     return sum(1 for _ in chunked_in_lists(values, max_chars=SOQL_IN_BUDGET))
 
 
+async def merge_loser_count(salesforce: SalesforceClient, crm_type: CrmType) -> int:
+    """Merge losers of `crm_type` still in the recycle bin (one `queryAll` COUNT)."""
+    soql = f"SELECT COUNT() FROM {crm_type.value} WHERE IsDeleted = true AND MasterRecordId != null"
+    return await salesforce.count(soql, include_deleted=True)
+
+
 def ids_by_type(ids: Iterable[str]) -> dict[CrmType, list[str]]:
     """Lead and Contact ids apart (by key prefix), duplicates dropped, order kept."""
     out: dict[CrmType, list[str]] = {CrmType.LEAD: [], CrmType.CONTACT: []}

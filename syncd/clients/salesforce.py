@@ -538,13 +538,18 @@ class SalesforceClient:
 
     # -- queries ---------------------------------------------------------------------------
 
-    async def query(self, soql: str) -> AsyncIterator[dict[str, Any]]:
+    async def query(
+        self, soql: str, *, include_deleted: bool = False
+    ) -> AsyncIterator[dict[str, Any]]:
         """Every record of `soql`, following `nextRecordsUrl` until `done`.
 
+        `include_deleted` uses the `queryAll` resource: deleted records too (in the recycle
+        bin, and merge losers), with `IsDeleted` and `MasterRecordId` when selected.
         Raises `PagingLoopError` if a `nextRecordsUrl` comes back twice.
         """
+        resource = "/queryAll" if include_deleted else "/query"
         page = await self._request(
-            "GET", self._prefix + "/query", params={"q": soql}, parse=_query_page
+            "GET", self._prefix + resource, params={"q": soql}, parse=_query_page
         )
         seen: set[str] = set()
         while True:
@@ -616,10 +621,22 @@ class SalesforceClient:
         """Every record of `soql` as a list (for small results; stream big ones with `query`)."""
         return [record async for record in self.query(soql)]
 
-    async def count(self, soql_count: str) -> int:
-        """The result of `SELECT COUNT() FROM ...` (its `totalSize`)."""
+    async def query_with_deleted(self, soql: str) -> list[dict[str, Any]]:
+        """Every record of `soql` through the REST `queryAll` resource, deleted ones included.
+
+        How syncd tells a merge from a delete: a deleted Lead or Contact read with
+        `SELECT Id, IsDeleted, MasterRecordId ...` names its survivor in `MasterRecordId`.
+        (`query_all` is the list form of `query`; this is Salesforce's `queryAll`.)
+        """
+        return [record async for record in self.query(soql, include_deleted=True)]
+
+    async def count(self, soql_count: str, *, include_deleted: bool = False) -> int:
+        """The result of `SELECT COUNT() FROM ...` (its `totalSize`); `include_deleted` counts
+        through `queryAll` (e.g. merge losers: `WHERE IsDeleted = true AND MasterRecordId !=
+        null`)."""
+        resource = "/queryAll" if include_deleted else "/query"
         page = await self._request(
-            "GET", self._prefix + "/query", params={"q": soql_count}, parse=_query_page
+            "GET", self._prefix + resource, params={"q": soql_count}, parse=_query_page
         )
         return page.total_size
 

@@ -32,6 +32,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from syncd import logs
+from syncd.commands import console as console_command
+from syncd.runtime.ops import OpsServer, parse_listen
 from syncd.runtime.pipeline import RunStats, Work
 from syncd.runtime.pollers import Pollers
 from syncd.runtime.signals import Stop, StopSignals
@@ -46,11 +48,14 @@ from syncd.runtime.worker import (
 from syncd.settings import Settings
 from syncd.simulators.generate import generate_seed
 from syncd.simulators.world import World
+from syncd.web.app import build_app
+from syncd.web.views import ConsoleContext
 
 DEFAULT_DB = "demo.db"
 DEMO_POLL_INTERVAL_S = 5.0
 DEMO_WORKERS = 2
 DEMO_GRACE_S = 10.0  # the first Ctrl-C waits this long for the batches in flight
+DEMO_LISTEN = "127.0.0.1:9108"
 
 
 def _demo_settings(world: World, database_url: str) -> Settings:
@@ -80,6 +85,31 @@ async def _pending(rt: Runtime) -> int:
     async with rt.store.read() as tx:
         counts = await rt.store.queue.counts(tx, now=rt.clock())
     return int(counts.pending + counts.claimed)
+
+
+async def _serve_console(rt: Runtime, console: Console) -> OpsServer | None:
+    """The web console on `ops.listen` (default 127.0.0.1:9108, else a free port)."""
+    handlers = console_command.handlers_for(rt.store, rt.settings)
+    ctx = ConsoleContext(
+        store=rt.store,
+        settings=rt.settings,
+        clock=rt.clock,
+        handlers=handlers,
+        field_map=rt.field_map,
+    )
+    host, port = parse_listen(rt.settings.ops.listen or DEMO_LISTEN)
+    for attempt in (port, 0):
+        server = OpsServer(
+            handlers, host=host, port=attempt, app=build_app(ctx), warm_up=ctx.warm_up
+        )
+        try:
+            await server.start()
+        except OSError:
+            continue
+        console.print(f"Web console: http://{host}:{server.port}/", markup=False, highlight=False)
+        return server
+    console.print(f"(no web console: cannot listen on {host})", markup=False)
+    return None
 
 
 async def _drain(
@@ -239,11 +269,14 @@ async def run(args: argparse.Namespace, settings: Settings | None) -> int:
 
     with StopSignals(graceful, stop.force, backstop_grace_s=DEMO_GRACE_S) as stops:
         rt = await build_runtime(demo_settings, transports=world.transports())
+        web = await _serve_console(rt, console)
         try:
             await _sync(args, console, world, rt, stop)
         except (KeyboardInterrupt, asyncio.CancelledError):
             stop.force()
         finally:
+            if web is not None:
+                await web.aclose()
             await close_runtime(rt, stop)
             stops.exit_code = stop.exit_code
     if stop.is_requested:

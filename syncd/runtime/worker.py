@@ -52,6 +52,7 @@ BUDGET_WAIT_MAX_S = 60.0  # a paused side is re-checked at least this often
 RELEASE_TIMEOUT_S = 1.5  # how long a stopping worker tries to give its items back
 ABANDON_WAIT_S = RELEASE_TIMEOUT_S + 0.5  # how long a stop waits for cancelled batches
 CLOSE_TIMEOUT_S = 1.0  # closing clients and store after a forced stop
+SETTLE_TIMEOUT_S = 30.0  # releasing or parking a batch while not stopping (a busy store)
 INTERNAL_ERROR = "INTERNAL_ERROR"
 
 Settled = Callable[[Sequence[Work], int, int], None]  # (works, retried, failed) of one batch
@@ -105,7 +106,6 @@ class Worker:
         self.login = login
         self.wait_budget = wait_budget
         self.paused: dict[str, errors.BudgetExhaustedError] = {}
-        self.bugs = 0
 
     # -- the loop -------------------------------------------------------------------------------
 
@@ -165,7 +165,7 @@ class Worker:
         if self.burst and not await self._work_left():
             return True
         wait_s = min(max(exc.retry_after_s or 0.0, idle_s), BUDGET_WAIT_MAX_S)
-        log.info("budget_wait", worker_id=self.worker_id, system=exc.system, wait_s=wait_s)
+        log.debug("budget_wait", worker_id=self.worker_id, system=exc.system, wait_s=wait_s)
         await self._nap(wait_s)
         await self._sync_budget()  # the 24-hour counts move on (and other processes count)
         return False
@@ -180,7 +180,7 @@ class Worker:
     async def batch(self) -> int:
         """Claim one batch and sync it; returns how many items were claimed (0: none due).
 
-        Raises what the table of the module docstring says, after settling the items.
+        Raises what the module docstring lists, after releasing or parking the items.
         """
         self.rt.budget.check("salesforce")
         self.rt.budget.check("pardot")
@@ -216,13 +216,17 @@ class Worker:
         except Exception as exc:  # counting must never fail a batch
             log.warning("api_usage_sync_failed", error=type(exc).__name__)
 
+    def _store_wait_s(self) -> float:
+        """How long to try giving items back: briefly when stopping, else through a busy store."""
+        return RELEASE_TIMEOUT_S if self.stop.is_requested else SETTLE_TIMEOUT_S
+
     async def _release(self, items: Sequence[QueueItem]) -> None:
         """Give the items back, due now, attempt not counted; best-effort, bounded in time."""
         ids = [i.id for i in items]
         now = self.rt.clock()
         store = self.rt.store
         try:
-            async with asyncio.timeout(RELEASE_TIMEOUT_S), store.transaction() as tx:
+            async with asyncio.timeout(self._store_wait_s()), store.transaction() as tx:
                 released = await store.queue.release(tx, ids, worker_id=self.worker_id, now=now)
             log.info("items_released", worker_id=self.worker_id, count=len(released))
         except Exception as exc:  # the leases expire and the items run again later
@@ -236,12 +240,11 @@ class Worker:
         message = logs.redact(f"unexpected {type(exc).__name__} while syncing: {exc}")[:500]
         log.error("batch_failed_unexpectedly", worker_id=self.worker_id, items=len(items),
                   error=message)  # fmt: skip
-        self.bugs += 1
         give_up = [i.id for i in items if i.attempts >= sync.max_attempts]
         again = [i for i in items if i.attempts < sync.max_attempts]
         queue = self.rt.store.queue
         try:
-            async with asyncio.timeout(RELEASE_TIMEOUT_S), self.rt.store.transaction() as tx:
+            async with asyncio.timeout(self._store_wait_s()), self.rt.store.transaction() as tx:
                 if give_up:
                     await queue.fail(tx, give_up, worker_id=self.worker_id, code=INTERNAL_ERROR,
                                      message=message, now=now)  # fmt: skip

@@ -199,7 +199,8 @@ def test_two_signals_stop_at_once_on_a_store_locked_by_another_process(
     test only waits for the exit, with a generous timeout)."""
     db = tmp_path / "syncd.db"
     url = f"sqlite+aiosqlite:///{db}"
-    # a long grace: only the second signal can explain a prompt exit
+    # a long grace: only the second signal can explain a prompt exit (the demo keeps its own
+    # 10 s grace, still longer than the stop takes)
     grace = {"SYNCD_SYNC__SHUTDOWN_GRACE_S": "600"}
     if command == "demo":
         env = base_env(**grace)

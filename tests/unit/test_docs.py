@@ -20,8 +20,8 @@ DOCS = ROOT / "docs" / "interfaces.md"
 README = ROOT / "README.md"
 
 # In the contract (the shared INTERFACES), delivered by other branches: not in this code yet.
-PENDING_COMMANDS = {"console"}
-PENDING_SETTINGS = {"sync.crm_delete_action", "ops.viewer_token", "alerts.webhook_url"}
+PENDING_COMMANDS: set[str] = set()
+PENDING_SETTINGS = {"sync.crm_delete_action"}
 
 
 def _section(title: str) -> str:

@@ -33,8 +33,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from syncd import errors
+from syncd.clients.prospects import prospect_from
+from syncd.clients.records import record_from
 from syncd.domain.models import Directory
 from syncd.domain.plan import Plan
+from syncd.runtime.control import SIDES, raise_if_paused
 from syncd.runtime.pipeline import settle as settling
 from syncd.runtime.pipeline.apply import Applier
 from syncd.runtime.pipeline.decide import decide
@@ -52,7 +55,11 @@ __all__ = [
     "Work",
     "domain_link",
     "id_clusters",
+    "prospect_from",
+    "record_from",
 ]
+# `prospect_from` / `record_from` live in the clients now (the port maps wire -> domain); they are
+# re-exported here for the imports that predate the move.
 
 
 class Pipeline:
@@ -72,6 +79,8 @@ class Pipeline:
         s = rt.settings.sync
 
         async def take(tx: Any) -> list[QueueItem]:
+            # console pause hook (syncd.runtime.control): no batch while a side is paused
+            await raise_if_paused(rt.store, tx, SIDES)
             await rt.store.queue.reap(tx, now=now, max_attempts=s.max_attempts)
             return await rt.store.queue.claim(
                 tx, worker_id=self.worker_id, limit=s.batch_size, lease_s=s.lease_s, now=now

@@ -155,3 +155,31 @@ async def test_run_marks_a_refused_login_failing_then_gives_up(tmp_path: Path) -
             assert await rt.store.heartbeats.all(tx) == []
     finally:
         await rt.aclose()
+
+
+async def test_run_gives_up_after_three_refusals_in_a_row_once_it_had_logged_in(
+    tmp_path: Path,
+) -> None:
+    world = World.from_file(example_seed_path())
+    settings = _settings(tmp_path, world, login_backoff_s=0.2)
+    rt = await build_runtime(settings, transports=world.transports())
+    service = Service(rt, notifier=Notifier({}), metrics=SyncdMetrics())
+    try:
+        task = asyncio.create_task(service.run())
+
+        async def synced() -> bool:
+            return service.metrics.items_processed.value() >= 1
+
+        await _until(synced)
+        # the connected app's secret is rotated and every session ends
+        world.salesforce.client_secret = "rotated-elsewhere"
+        world.salesforce.tokens.expire_all()
+        with pytest.raises(errors.AuthError):
+            await asyncio.wait_for(task, 60)
+        assert service.login.ever_ok
+        assert service.login.refusals == 3  # sync.login_refusals_later
+        async with rt.store.read() as tx:
+            counts = await rt.store.queue.counts(tx, now=rt.clock())
+        assert counts.error == 0 and counts.claimed == 0  # a refused login parks no item
+    finally:
+        await rt.aclose()
