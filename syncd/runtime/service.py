@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import os
 import signal
 import socket
@@ -45,18 +44,18 @@ from functools import partial
 from typing import Any
 
 from syncd import __version__, errors, logs
-from syncd.clients.http import CallRecord
 from syncd.domain.models import CrmType
 from syncd.runtime import pollers as feeds
 from syncd.runtime.alerts import Alerter, incidents
 from syncd.runtime.leader import Election, election_for
 from syncd.runtime.login import LoginWatch, save_login_state
 from syncd.runtime.metrics import SyncdMetrics
-from syncd.runtime.ops import Check, OpsHandlers, OpsServer, parse_listen
+from syncd.runtime.ops import OpsHandlers, OpsServer, parse_listen
 from syncd.runtime.pipeline import RunStats, Work
+from syncd.runtime.probes import ServiceProbes
 from syncd.runtime.sdnotify import Notifier
 from syncd.runtime.signals import Stop
-from syncd.runtime.snapshot import RUN_ROLE, read_snapshot
+from syncd.runtime.snapshot import RUN_ROLE
 from syncd.runtime.wiring import Runtime
 from syncd.runtime.worker import RELEASE_TIMEOUT_S, Worker, abandon, bounded, wait_any
 from syncd.store import Heartbeat
@@ -104,7 +103,7 @@ def new_process_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-class Service:
+class Service(ServiceProbes):
     """The `syncd run` daemon over one `Runtime` (see the module docstring)."""
 
     def __init__(
@@ -464,102 +463,3 @@ class Service:
             threshold=self.settings.alerts.error_queue_threshold,
         )
         await alerter.check(current, now=self.rt.clock())
-
-    # -- ops endpoint -----------------------------------------------------------------------------
-
-    def _observe_api_calls(self) -> None:
-        """Count API calls by system and outcome for /metrics and /readyz.
-
-        A hook on both clients' call hooks (beside the budget's and the log's), registered once.
-        """
-        for client in (self.rt.salesforce, self.rt.pardot):
-            if self._count_api_call not in client.call_hooks:
-                client.call_hooks.append(self._count_api_call)
-
-    def _count_api_call(self, call: CallRecord) -> None:
-        self.metrics.api_calls.inc(system=call.system, outcome=call.outcome)
-        if call.outcome == "ok":
-            self._api_ok.add(call.system)
-
-    def login_state(self) -> dict[str, str]:
-        """Per side: "ok", "refused" (credentials refused) or "no successful call yet"."""
-        refused = self.login.failing.system if self.login.failing is not None else None
-        out: dict[str, str] = {}
-        for system in ("salesforce", "pardot"):
-            if system == refused:
-                out[system] = "refused"
-            else:
-                out[system] = "ok" if system in self._api_ok else "no successful call yet"
-        return out
-
-    def healthz(self) -> Check:
-        """Alive: the event loop ticks, no loop task died, and the login is not refused."""
-        ok, detail = self._alive()
-        failing = self.login.entry(self.process_id)
-        if failing is not None:
-            ok = False
-            detail["login_refused"] = {k: v for k, v in failing.items() if k != "process_id"}
-        return Check(ok, {"process_id": self.process_id, **detail})
-
-    async def readyz(self) -> Check:
-        """Ready: store reachable and migrated, both APIs answered, no side paused, not stopping."""
-        reasons: dict[str, Any] = {}
-        try:
-            async with asyncio.timeout(5.0):
-                current, head = await self.rt.store.migration_state()
-            reasons["store"] = "ok" if current == head else f"schema {current}, needs {head}"
-            async with asyncio.timeout(5.0), self.rt.store.read() as tx:
-                paused = await self.rt.store.control.paused(tx)
-        except Exception as exc:
-            reasons["store"] = f"unreachable: {type(exc).__name__}"
-            paused = {}
-        for system in ("salesforce", "pardot"):
-            if system not in self._api_ok:
-                reasons[system] = "no successful call yet"
-                continue
-            decision = self.rt.budget.decision(system)
-            reasons[system] = "ok" if decision.allowed else f"paused: {decision.reason}"
-            if system in paused:
-                reasons[system] = f"paused by {paused[system].get('by', 'an operator')}"
-        if self.stopping:
-            reasons["service"] = "stopping"
-        ok = all(v == "ok" for v in reasons.values())
-        return Check(ok, reasons)
-
-    async def render_metrics(self) -> str:
-        """Refresh the store gauges, then render every metric."""
-        m = self.metrics
-        now: datetime = self.rt.clock()
-        try:
-            async with asyncio.timeout(5.0):
-                snap = await read_snapshot(
-                    self.rt.store, now=now, stale_s=self.settings.ops.heartbeat_stale_s
-                )
-        except Exception as exc:
-            log.warning("metrics_store_read_failed", error=type(exc).__name__)
-        else:
-            q = snap.queue
-            m.queue_items.replace(
-                [({"state": s}, n) for s, n in
-                 (("pending", q.pending), ("claimed", q.claimed), ("error", q.error))]
-            )  # fmt: skip
-            m.oldest_pending_age.set(snap.oldest_pending_age_s() or 0.0)
-            # a feed polled here counts from its last success even when its cursor did not move
-            lags = {f.feed: f.lag_s(now) for f in snap.feeds}
-            for feed, at in self._polled_at.items():
-                lags[feed] = min(lags.get(feed, math.inf), (now - at).total_seconds())
-            m.poll_lag.replace([({"feed": f}, lag) for f, lag in sorted(lags.items())])
-            m.live_processes.set(len(snap.live()))
-        failing = self.login.failing
-        m.login_failing.replace(
-            [({"system": side}, float(failing is not None and failing.system == side))
-             for side in ("salesforce", "pardot")]
-        )  # fmt: skip
-        m.api_budget_left.replace(
-            [
-                ({"system": f.system}, float(f.remaining))
-                for f in self.rt.budget.figures()
-                if f.remaining is not None
-            ]
-        )
-        return m.render()
