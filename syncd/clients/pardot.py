@@ -144,6 +144,14 @@ class _Seen:
         return True
 
 
+@dataclass(frozen=True, slots=True)
+class RawBody:
+    """A request body sent as is, not as JSON (the Import API's multipart CSV batches)."""
+
+    content: bytes
+    content_type: str
+
+
 class _DoNotRetry(Exception):
     """Carries an error past the retry policy (a create that may have been applied)."""
 
@@ -505,12 +513,16 @@ class PardotClient:
             "Authorization": f"Bearer {token}",
             "Pardot-Business-Unit-Id": self._business_unit_id,
         }
+        sent: dict[str, Any] = {"json": body}
+        if isinstance(body, RawBody):
+            sent = {"content": body.content}
+            headers["Content-Type"] = body.content_type
         async with self._slots:
             started = time.monotonic()
             self.calls_made += 1
             try:
                 response = await self._http.request(
-                    method, path, params=params, json=body, headers=headers
+                    method, path, params=params, headers=headers, **sent
                 )
             except httpx.HTTPError as exc:
                 self._observe(method, path, None, "transport", started)
