@@ -259,21 +259,11 @@ class Daemon:
     peak_rss: int = 0
     started_at: float = 0.0
     cpu_s: float = 0.0
+    processes_seen: int = 1
+    _child_cpu: dict[int, float] = field(default_factory=dict)
 
     def start(self) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCD_")}
-        env.update(self.sims.env)
-        env.update(
-            {
-                "SYNCD_DATABASE__URL": self.db_url,
-                # The bench measures speed, not the budget guard: let syncd use it all.
-                "SYNCD_PARDOT__DAILY_API_LIMIT": "10000000",
-                "SYNCD_SYNC__API_BUDGET_SHARE": "1.0",
-                "SYNCD_LOG__LEVEL": "warning",
-                "SYNCD_LOG__FORMAT": "json",
-                **self.settings,
-            }
-        )
+        env = daemon_env(self.sims, self.db_url, self.settings)
         out = open(self.log_path, "w") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self.started_at = time.monotonic()
         self.proc = subprocess.Popen(
@@ -300,19 +290,34 @@ class Daemon:
             )
 
     def _sample(self) -> None:
+        ticks = 0
         while not self._sampling.wait(0.1):
             try:
                 self.peak_rss = max(self.peak_rss, self._ps.memory_info().rss)
             except psutil.Error:
                 return
+            ticks += 1
+            if ticks % 10 == 0:  # once a second: catch short-lived worker processes' CPU
+                self.cpu_seconds()
 
     def cpu_seconds(self) -> float:
-        """User + system CPU seconds the daemon has used so far."""
+        """User + system CPU seconds used so far by every process of the daemon: the main one,
+        its children alive now (worker processes, if any), and those already gone (their last
+        sample, or the kernel's count of reaped children, whichever is larger)."""
         try:
             t = self._ps.cpu_times()
+            children = self._ps.children(recursive=True)
         except psutil.Error:
             return self.cpu_s
-        self.cpu_s = float(t.user + t.system)
+        for child in children:
+            try:
+                c = child.cpu_times()
+            except psutil.Error:
+                continue
+            self._child_cpu[child.pid] = float(c.user + c.system)
+        self.processes_seen = 1 + len(self._child_cpu)
+        reaped = float(t.children_user + t.children_system)
+        self.cpu_s = float(t.user + t.system) + max(reaped, sum(self._child_cpu.values()))
         return self.cpu_s
 
     def rss(self) -> int:
@@ -339,6 +344,27 @@ class Daemon:
                 self.proc.wait()
         self._sampler.join(timeout=1)
         return int(self.proc.returncode or 0)
+
+
+def daemon_env(
+    sims: Simulators, db_url: str, settings: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The environment of a `syncd` process pointed at `sims` and `db_url` (SYNCD_* only from
+    here: the caller's own SYNCD_* variables are dropped)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCD_")}
+    env.update(sims.env)
+    env.update(
+        {
+            "SYNCD_DATABASE__URL": db_url,
+            # The bench measures speed, not the budget guard: let syncd use it all.
+            "SYNCD_PARDOT__DAILY_API_LIMIT": "10000000",
+            "SYNCD_SYNC__API_BUDGET_SHARE": "1.0",
+            "SYNCD_LOG__LEVEL": "warning",
+            "SYNCD_LOG__FORMAT": "json",
+            **(settings or {}),
+        }
+    )
+    return env
 
 
 class StoreWatch:
