@@ -31,9 +31,10 @@ from typing import Any
 
 import httpx
 import psutil
+import sqlalchemy as sa
 
 from syncd.runtime.snapshot import Snapshot, read_snapshot
-from syncd.store import Store
+from syncd.store import Store, tables
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -386,6 +387,17 @@ class StoreWatch:
         except Exception:
             return None
 
+    async def links_count(self) -> int | None:
+        """How many prospects the daemon has linked so far (None if the store is not ready)."""
+        if self.store is None:
+            return None
+        try:
+            async with self.store.read() as tx:
+                n = await tx.scalar(sa.select(sa.func.count()).select_from(tables.links))
+        except Exception:
+            return None
+        return int(n or 0)
+
     async def aclose(self) -> None:
         if self.store is not None:
             await self.store.aclose()
@@ -431,7 +443,9 @@ async def wait_drained(
         if snap is not None and snap.migrated and snap.feeds:
             q = snap.queue
             if progress is not None:
-                progress(elapsed, q)
+                shown = progress(elapsed, q)
+                if asyncio.iscoroutine(shown):
+                    await shown
             if q.pending == 0 and q.claimed == 0:
                 if empty_at is None:
                     empty_at = elapsed

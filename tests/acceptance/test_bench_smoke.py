@@ -79,7 +79,8 @@ def test_a_tiny_run_writes_well_formed_tables(tmp_path: Path) -> None:
     assert any(a.startswith("500,000 prospects") and v == "not measured" for a, v in aims.items())
     assert any(a.startswith("steady 100 edits/s") and v == "not measured" for a, v in aims.items())
     assert any("nothing needs a Pardot write (sqlite)" in a for a in aims)
-    assert set(aims.values()) <= {"met", "NOT met", "not measured"}
+    assert set(aims.values()) <= {"met", "NOT met", "not measured", "stated"}
+    assert any(a.startswith("state the calls when 40%") and v == "stated" for a, v in aims.items())
     # Every Markdown table row has as many cells as its header.
     tables = [line for line in markdown.splitlines() if line.startswith("|")]
     assert tables
