@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from syncd import __version__, logs
+from syncd.commands._store import RunLock
 from syncd.errors import APIError, AuthError, BudgetExhaustedError, ConfigError, StoreError
-from syncd.runtime import signals
 from syncd.settings import Settings, load_settings
 
 # command -> (module under syncd.commands, needs settings, help line)
@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, bool, str]] = {
     "preflight": ("preflight", True, "read-only report of what the first sync will do"),
     "migrate": ("migrate", True, "bring the database schema to the latest version"),
     "relink": ("relink", True, "rebuild links from sync.crm_link_field (the link's mirror)"),
+    "console": ("console", True, "the web console and its JSON API from the store alone"),
     # check loads its own settings: a health check exits 0 or 1 (Docker reserves exit 2)
     "check": ("check", False, "config valid, database reachable and migrated, heartbeat fresh"),
 }
@@ -72,7 +73,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--database", metavar="URL", help="store URL (default: sqlite file demo.db here)"
     )
     s = p["simulate"]
-    s.add_argument("--seed", metavar="FILE", required=True, help="seed file (JSON)")
+    s.add_argument("--seed", metavar="FILE", help="seed file (JSON; docs/interfaces.md)")
+    s.add_argument(
+        "--generate",
+        type=int,
+        metavar="N",
+        help="instead of --seed: a generated world of N prospects and their CRM twins",
+    )
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--salesforce-port", type=int, default=8401, metavar="P")
     s.add_argument("--pardot-port", type=int, default=8402, metavar="Q")
@@ -83,10 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("ids", nargs="*", metavar="ID", help="Pardot prospect ids")
     r.add_argument("--crm-id", action="append", default=[], metavar="ID")
     r.add_argument("--email", action="append", default=[], metavar="ADDR")
-    for name in ("status", "history", "preflight", "errors"):
+    for name in ("status", "history", "preflight", "errors", "check", "once", "relink"):
         p[name].add_argument("--json", action="store_true", help="machine-readable output")
     p["history"].add_argument("id", metavar="ID", help="Pardot prospect id")
     p["preflight"].add_argument("--limit", type=int, default=10, metavar="N")
+    p["console"].add_argument(
+        "--listen", metavar="H:P", help="address to serve on (default: ops.listen, else :9108)"
+    )
     e = p["errors"]
     e.add_argument("action", choices=["list", "show", "retry"])
     e.add_argument("ids", nargs="*", metavar="ID")
@@ -98,6 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     module_name, needs_settings, _ = COMMANDS[args.command]
     settings: Settings | None = None
+    run_lock: RunLock | None = None
     try:
         if needs_settings:
             settings = load_settings(args.config)
@@ -105,13 +116,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             register_configured_secrets(settings)
         else:
             logs.configure()
+        if args.command == "run" and settings is not None:
+            run_lock = RunLock.acquire(settings.database.url)  # one daemon per SQLite file
         module: Any = importlib.import_module(f"syncd.commands.{module_name}")
-        rc = int(asyncio.run(module.run(args, settings)))
-        if signals.stop_was_signalled():
-            # A stopped command returned: never let a driver thread still waiting on a locked
-            # store hold the interpreter's exit up (see syncd.runtime.signals).
-            signals.exit_promptly(rc)
-        return rc
+        return int(asyncio.run(module.run(args, settings)))
     except ConfigError as exc:
         print(f"syncd {args.command}: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -142,13 +150,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         # A bug: log it through the scrubbing logger, never Python's raw (unredacted) traceback.
         logs.get(__name__).exception("command_crashed", command=args.command)
         return 1
+    finally:
+        if run_lock is not None:
+            run_lock.release()
 
 
 def register_configured_secrets(settings: Settings) -> None:
     """Tell the log scrubber every secret the settings hold."""
     sf = settings.salesforce
     logs.register_secrets(
-        [sf.client_secret, sf.password, sf.refresh_token, settings.ops.bearer_token]
+        [
+            sf.client_secret,
+            sf.password,
+            sf.refresh_token,
+            settings.ops.bearer_token,
+            settings.ops.viewer_token,
+            settings.alerts.webhook_url,
+        ]
     )
 
 

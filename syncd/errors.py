@@ -5,8 +5,9 @@ SyncdError
  ├── ConfigError               bad or missing settings: the CLI exits 2 naming the setting to fix
  ├── StoreError                the sync-state database failed (connection, lock, migration)
  ├── BudgetExhaustedError      not a failure but a control signal: the daily API limit
- │                             (REQUEST_LIMIT_EXCEEDED, Pardot 122) or syncd's own share of it is
- │                             used up; the side pauses and the items go back without an attempt
+ │    │                        (REQUEST_LIMIT_EXCEEDED, Pardot 122) or syncd's own share of it is
+ │    │                        used up; the side pauses and the items go back without an attempt
+ │    └── SidePausedError      an operator paused the side (the console): wait for its resume
  └── APIError                  a call to Salesforce or Pardot failed (system, status, code, message)
       ├── RetriableAPIError    try again later: 5xx, 429, timeouts, resets, UNABLE_TO_LOCK_ROW,
       │                        Pardot 66 / 183 / 214, a malformed or truncated answer
@@ -110,6 +111,14 @@ class BudgetExhaustedError(SyncdError):
     def __str__(self) -> str:
         status = f"HTTP {self.status}" if self.status is not None else "budget"
         return f"{self.system} {status} {self.code}: {self.message}"
+
+
+class SidePausedError(BudgetExhaustedError):
+    """An operator paused this side from the console: poll and sync nothing until resumed.
+
+    A `BudgetExhaustedError` so every loop that already waits out a spent budget (pollers skip
+    the side, workers wait, `syncd once` exits 3) treats an operator's pause the same way.
+    """
 
 
 class PermanentAPIError(APIError):

@@ -1,24 +1,40 @@
-"""HTTP plumbing shared by the API clients: client factory, retry policy, answer reading.
+"""HTTP plumbing shared by the API clients: the one call chain, retry policy, answer reading.
 
 The clients are the only code that knows URLs and JSON. They all build their `httpx.AsyncClient`
-here (so a test or `syncd demo` can pass an `httpx.ASGITransport` around a simulator), retry with
-the one policy below, and read answers with `read_json`, which turns an HTML error page or
-truncated JSON into a clear `RetriableAPIError` instead of a crash.
+here (so a test or `syncd demo` can pass an `httpx.ASGITransport` around a simulator) and make
+every call through one `CallChain`, in the shape of httpx's own extension points:
+
+- **token renewal is an `httpx.Auth` flow** (`TokenRenewal`): the bearer token comes from a
+  `TokenSource`; an answer the client calls stale (Salesforce 401 `INVALID_SESSION_ID`, Pardot 401
+  or code 184) renews it once per logical call and the request is sent again;
+- **retry lives in one place**: the tenacity `RetryPolicy` below retries `RetriableAPIError`;
+  a write that is not idempotent is resent only when the error proves it was not processed
+  (never blindly after a lost answer); a spent budget (`BudgetExhaustedError`) is never retried;
+- **call observers are a list of hooks** (`CallChain.hooks`, like httpx's `event_hooks`): each
+  HTTP exchange, the stale-token one inside the auth flow included, is reported as a
+  `CallRecord` to every hook: budget accounting, metrics and logs are each one hook.
+
+Answers are read with `read_json`, which turns an HTML error page or truncated JSON into a clear
+`RetriableAPIError` instead of a crash.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 import httpx
 import tenacity
 
-from syncd import errors
+from syncd import errors, logs
+
+log = logs.get(__name__)
 
 T = TypeVar("T")
 
@@ -49,30 +65,32 @@ class CallRecord:
     duration_s: float
 
 
-CallObserver = Callable[[CallRecord], None]
+CallHook = Callable[[CallRecord], None]
+CallObserver = CallHook  # the former name
 
 
-def report_call(
-    on_call: CallObserver | None,
-    *,
-    system: str,
-    method: str,
-    path: str,
-    status: int | None,
-    outcome: str,
-    started: float,
-) -> None:
-    """Tell the observer (budget, metrics) about one call; `started` is a `time.monotonic()`."""
-    if on_call is not None:
-        on_call(
-            CallRecord(
-                system=system,
-                method=method,
-                path=path,
-                status=status,
-                outcome=outcome,
-                duration_s=time.monotonic() - started,
-            )
+def outcome_of(error: errors.APIError | errors.BudgetExhaustedError | None) -> str:
+    """The `CallRecord.outcome` of an answer classified as `error` (None: a success)."""
+    if error is None:
+        return "ok"
+    if isinstance(error, errors.BudgetExhaustedError):
+        return "budget"
+    if isinstance(error, errors.AuthError):
+        return "auth"
+    if isinstance(error, errors.RetriableAPIError):
+        return "retriable"
+    return "permanent"
+
+
+def log_call(record: CallRecord) -> None:
+    """The logging hook: an event for every answer that is not a success (no URL query, no body)."""
+    if record.outcome not in ("ok", "auth"):
+        log.info(
+            f"{record.system}_call_error",
+            method=record.method,
+            path=record.path,
+            status=record.status,
+            outcome=record.outcome,
         )
 
 
@@ -127,6 +145,235 @@ def _is_retriable(exc: BaseException) -> bool:
 
 
 NO_RETRY = RetryPolicy(max_attempts=1)
+
+
+# -- the call chain --------------------------------------------------------------------------------
+
+Signal = errors.APIError | errors.BudgetExhaustedError
+# An answer classified: the error it carries (None: a success), and whether that error proves
+# the request was not processed (so even a write may be sent again).
+Classified = tuple[Signal | None, bool]
+
+_UNSENT_TRANSPORT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+_STARTED = "syncd.started"
+
+
+class TokenRenewal(httpx.Auth):
+    """Bearer auth from a `TokenSource` that renews a refused token once, then resends.
+
+    One instance serves one logical call, so the token is renewed at most once across that
+    call's retries: a token refused again right after renewal is the client's `AuthError`.
+    """
+
+    requires_response_body = True  # Pardot says "stale" in the body (code 184)
+
+    def __init__(
+        self, tokens: TokenSource, *, system: str, is_stale: Callable[[httpx.Response], bool]
+    ) -> None:
+        self._tokens = tokens
+        self._system = system
+        self._is_stale = is_stale
+        self.renewed = False
+
+    def sync_auth_flow(
+        self, request: httpx.Request
+    ) -> Generator[httpx.Request, httpx.Response, None]:
+        raise RuntimeError("syncd's API clients are asynchronous")
+
+    async def async_auth_flow(
+        self, request: httpx.Request
+    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        token = await self._tokens.token()
+        request.headers["Authorization"] = f"Bearer {token}"
+        response = yield request
+        if self.renewed or not self._is_stale(response):
+            return
+        self.renewed = True
+        log.info(
+            "api_token_renewing",
+            system=self._system,
+            method=request.method,
+            status=response.status_code,
+        )
+        token = await self._tokens.refresh(token)
+        request.headers["Authorization"] = f"Bearer {token}"
+        yield request
+
+
+class _Failure(Exception):
+    """One attempt's error, with whether it proves the request was not processed."""
+
+    def __init__(self, error: Signal, unprocessed: bool):
+        super().__init__(str(error))
+        self.error = error
+        self.unprocessed = unprocessed
+
+
+class _Final(Exception):
+    """Carries an error out of the retry loop without being retried."""
+
+    def __init__(self, error: errors.SyncdError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class CallChain:
+    """The one way both API clients make a call: auth, send, classify, read, retry, report.
+
+    Args:
+        system: "salesforce" or "pardot" (the `CallRecord.system`).
+        client: the httpx client (`build_http_client`); its event hooks are set here.
+        tokens: where the bearer token comes from.
+        is_stale: whether an answer refuses the token (renewed once, then resent).
+        classify: the error an answer carries and whether it proves the request unprocessed.
+        retry: the retry policy.
+        route: the URL path as reported in call records and logs (ids replaced).
+        hooks: called with a `CallRecord` for every HTTP exchange; append to add observers.
+        slots: at most this many exchanges in flight (Pardot allows 5), when given.
+    """
+
+    def __init__(
+        self,
+        *,
+        system: str,
+        client: httpx.AsyncClient,
+        tokens: TokenSource,
+        is_stale: Callable[[httpx.Response], bool],
+        classify: Callable[[httpx.Response], Classified],
+        retry: RetryPolicy,
+        route: Callable[[str], str],
+        hooks: list[CallHook],
+        slots: int | None = None,
+    ) -> None:
+        self.system = system
+        self.hooks = hooks
+        self.calls_made = 0
+        self._http = client
+        self._tokens = tokens
+        self._is_stale = is_stale
+        self._classify = classify
+        self._retry = retry
+        self._route = route
+        self._slots = asyncio.Semaphore(slots) if slots is not None else None
+        client.event_hooks = {"request": [self._on_request], "response": [self._on_response]}
+
+    async def call(
+        self,
+        build: Callable[[], Awaitable[httpx.Request]],
+        *,
+        read: Callable[[httpx.Response, int], T],
+        accept: Callable[[httpx.Response, int], bool] | None = None,
+        idempotent: bool = True,
+    ) -> T:
+        """One logical call under the retry policy; its answer read by `read(response, attempt)`.
+
+        `build()` makes the request (an error there is raised at once, never retried);
+        `accept(response, attempt)` may take an error answer as a success (a 404 on GET, a
+        delete found already gone on a retry). `read` runs inside the retries, so a truncated
+        or malformed answer is retried like any transient failure. A call that is not
+        `idempotent` is resent only when its error proves it was not processed; otherwise the
+        error says it may have been applied.
+        """
+        auth = TokenRenewal(self._tokens, system=self.system, is_stale=self._is_stale)
+        attempts = 0
+
+        async def attempt() -> T:
+            nonlocal attempts
+            attempts += 1
+            try:
+                request = await self._build(build)
+                response = await self._send(request, auth)
+                if response.status_code >= 300 and not (accept and accept(response, attempts)):
+                    error, unprocessed = self._classify(response)
+                    if error is not None:
+                        raise _Failure(error, unprocessed)
+                try:
+                    return read(response, attempts)
+                except errors.APIError as exc:
+                    raise _Failure(exc, False) from None
+            except _Failure as failure:
+                error = failure.error
+                if (
+                    isinstance(error, errors.RetriableAPIError)
+                    and not idempotent
+                    and not failure.unprocessed
+                ):
+                    raise _Final(_maybe_applied(error, request.method)) from None
+                raise error from None
+
+        try:
+            return await self._retry.call(attempt)
+        except _Final as final:
+            raise final.error from None
+
+    @staticmethod
+    async def _build(build: Callable[[], Awaitable[httpx.Request]]) -> httpx.Request:
+        try:
+            return await build()
+        except errors.SyncdError as exc:
+            # A request that cannot be made (a URI too long, no token: the token endpoint was
+            # already retried by the token source) is not retried again here.
+            raise _Final(exc) from None
+
+    async def _send(self, request: httpx.Request, auth: TokenRenewal) -> httpx.Response:
+        async with self._slots if self._slots is not None else contextlib.nullcontext():
+            try:
+                return await self._http.send(request, auth=auth)
+            except httpx.HTTPError as exc:
+                record = self._record(request, None, "transport")
+                self._emit(record)
+                log.warning(
+                    f"{self.system}_call_failed",
+                    method=record.method,
+                    path=record.path,
+                    error=type(exc).__name__,
+                )
+                failure = transport_failure(self.system, exc)
+                raise _Failure(failure, isinstance(exc, _UNSENT_TRANSPORT)) from None
+            except errors.SyncdError as exc:  # from the token source, inside the auth flow
+                raise _Final(exc) from None
+
+    # -- hooks ------------------------------------------------------------------------------------
+
+    async def _on_request(self, request: httpx.Request) -> None:
+        self.calls_made += 1
+        request.extensions[_STARTED] = time.monotonic()
+
+    async def _on_response(self, response: httpx.Response) -> None:
+        await response.aread()
+        status = response.status_code
+        outcome = "ok" if status < 300 else outcome_of(self._classify(response)[0])
+        self._emit(self._record(response.request, status, outcome))
+
+    def _record(self, request: httpx.Request, status: int | None, outcome: str) -> CallRecord:
+        started = request.extensions.get(_STARTED)
+        took = time.monotonic() - started if isinstance(started, float) else 0.0
+        return CallRecord(
+            system=self.system,
+            method=request.method,
+            path=self._route(request.url.path),
+            status=status,
+            outcome=outcome,
+            duration_s=took,
+        )
+
+    def _emit(self, record: CallRecord) -> None:
+        for hook in list(self.hooks):
+            hook(record)
+
+
+def _maybe_applied(error: errors.RetriableAPIError, method: str) -> errors.RetriableAPIError:
+    return type(error)(
+        system=error.system,
+        status=error.status,
+        code=error.code,
+        message=(
+            f"{error.message}; the {method} may have been applied, so it was not resent: "
+            "re-match by email before creating again"
+        ),
+        details=error.details,
+        retry_after_s=error.retry_after_s,
+    )
 
 
 @dataclass(frozen=True, slots=True)

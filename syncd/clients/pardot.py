@@ -11,8 +11,9 @@ Errors, classified by the v5 body code (`{"code": int, "message": str}`), not by
   `Retry-After`), 183 (internal error), 214 (timeout), 202 (minute limit), 5xx, 429, timeouts,
   dropped connections, HTML pages and truncated or malformed JSON -> `RetriableAPIError`.
 - 122 (daily limit) -> `BudgetExhaustedError`: never hot-retried, the pipeline pauses Pardot.
-- 184 (or any other 401) -> the token is renewed once (`tokens.refresh(stale)`) and the call is
-  sent again; a second refusal -> `AuthError` naming what to check.
+- 184 (or any other 401) -> the token is renewed once per call (`tokens.refresh(stale)`, the
+  shared `http.TokenRenewal` auth flow) and the call is sent again; a second refusal ->
+  `AuthError` naming what to check.
 - 49 / 181 / 182 / 201 -> `AuthError` naming the setting to fix (`pardot.business_unit_id`,
   `pardot.base_url`, the user's Account Engagement access).
 - Any other 4xx -> `PermanentAPIError` with the API's code and message kept whole (the error
@@ -24,10 +25,11 @@ Errors, classified by the v5 body code (`{"code": int, "message": str}`), not by
   (older texts: object does not exist) both mean "not found" (wire-formats C.3a):
   `get_prospect` returns None, `delete_prospect` counts it as done.
 
-Retries and idempotency: reads, updates, upserts and deletes are retried under the `RetryPolicy`.
-`create_prospect` is not idempotent (a POST whose answer was lost may have created the prospect),
-so it is retried only when the error proves the request was not processed (code 66, 429, no
-connection made); otherwise the error is raised at once and the caller re-matches by email.
+Retries and idempotency (the one `http.CallChain` of both clients): reads, updates, upserts and
+deletes are retried under the `RetryPolicy`. `create_prospect` is not idempotent (a POST whose
+answer was lost may have created the prospect), so it is retried only when the error proves the
+request was not processed (code 66, 429, no connection made); otherwise the error is raised at
+once and the caller re-matches by email. Every HTTP exchange is reported to `call_hooks`.
 
 Records are returned as Pardot sends them: only the requested fields, datetimes as ISO 8601
 strings with the account's offset (`parse_datetime` turns them into aware datetimes). The feeds:
@@ -45,9 +47,7 @@ strings with the account's offset (`parse_datetime` turns them into aware dateti
 
 from __future__ import annotations
 
-import asyncio
 import re
-import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -78,12 +78,12 @@ DEFAULT_USER_FIELDS = (
 )
 
 T = TypeVar("T")
+_Signal = http.Signal
 
 _RETRIABLE_CODES = frozenset({66, 183, 202, 214})
 _CONFIG_CODES = frozenset({49, 181, 182, 201})
 _GONE_CODES = frozenset({"109", "192"})  # both "not found" (wire-formats C.3a)
 _EXPIRED_TOKEN_CODE = "210"
-_UNSENT_TRANSPORT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 _NUMERIC_SEGMENT = re.compile(r"/\d+(?=/|$)")
 
 
@@ -152,14 +152,6 @@ class RawBody:
     content_type: str
 
 
-class _DoNotRetry(Exception):
-    """Carries an error past the retry policy (a create that may have been applied)."""
-
-    def __init__(self, error: errors.APIError) -> None:
-        super().__init__(str(error))
-        self.error = error
-
-
 class PardotClient:
     """Pardot API v5 calls for syncd; see the module docstring for errors and paging."""
 
@@ -174,7 +166,8 @@ class PardotClient:
         retry: http.RetryPolicy = http.RetryPolicy(),  # noqa: B008 - frozen, immutable
         timeout_s: float = 60.0,
         verify: bool = True,
-        on_call: http.CallObserver | None = None,
+        on_call: http.CallHook | None = None,
+        call_hooks: Sequence[http.CallHook] = (),
     ) -> None:
         if max_concurrency < 1:
             raise ValueError("max_concurrency must be at least 1")
@@ -186,11 +179,27 @@ class PardotClient:
             max_connections=max_concurrency,
         )
         self._business_unit_id = business_unit_id
-        self._tokens = tokens
-        self._retry = retry
-        self._on_call = on_call
-        self._slots = asyncio.Semaphore(max_concurrency)
-        self.calls_made = 0
+        self._chain = http.CallChain(
+            system=SYSTEM,
+            client=self._http,
+            tokens=tokens,
+            is_stale=_is_stale,
+            classify=_classify_call,
+            retry=retry,
+            route=_route,
+            hooks=[http.log_call, *call_hooks, *([on_call] if on_call else [])],
+            slots=max_concurrency,
+        )
+
+    @property
+    def call_hooks(self) -> list[http.CallHook]:
+        """Called with a `CallRecord` for every HTTP exchange; append to add an observer."""
+        return self._chain.hooks
+
+    @property
+    def calls_made(self) -> int:
+        """HTTP exchanges made so far (token renewals' resends and failed ones included)."""
+        return self._chain.calls_made
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -277,31 +286,55 @@ class PardotClient:
             after_id = last_id
 
     async def find_prospects_by_email(
-        self, email: str, fields: Sequence[str]
+        self, email: str, fields: Sequence[str], *, include_deleted: bool = False
     ) -> list[dict[str, Any]]:
-        """The live prospects with this email (several when AMPSEA is on), by id."""
+        """The live prospects with this email (several when AMPSEA is on), by id;
+        `include_deleted` (`deleted=all`) adds those in the recycle bin (request `isDeleted`)."""
         wanted = _with_fields(fields, "id")
-        return [row async for row in self._by_id(PROSPECTS, wanted, {"email": email})]
+        filters: dict[str, Any] = {"email": email}
+        if include_deleted:
+            filters["deleted"] = "all"
+        return [row async for row in self._by_id(PROSPECTS, wanted, filters)]
 
     async def prospects_in_id_range(
-        self, first_id: int, last_id: int, fields: Sequence[str]
+        self,
+        first_id: int,
+        last_id: int,
+        fields: Sequence[str],
+        *,
+        include_deleted: bool = False,
     ) -> list[dict[str, Any]]:
         """The live prospects with `first_id <= id <= last_id`, by id (pages of 1,000).
 
         One request replaces up to 1,000 `get_prospect` calls when the wanted ids are close
         together (the pipeline reads a batch's prospects this way when they are dense enough).
+        `include_deleted` (`deleted=all`) adds those in the recycle bin (request `isDeleted`).
         """
         wanted = _with_fields(fields, "id")
-        filters = {"idGreaterThanOrEqualTo": int(first_id), "idLessThanOrEqualTo": int(last_id)}
+        filters: dict[str, Any] = {
+            "idGreaterThanOrEqualTo": int(first_id),
+            "idLessThanOrEqualTo": int(last_id),
+        }
+        if include_deleted:
+            filters["deleted"] = "all"
         return [row async for row in self._by_id(PROSPECTS, wanted, filters)]
 
-    async def get_prospect(self, prospect_id: int, fields: Sequence[str]) -> dict[str, Any] | None:
-        """One prospect, or None if it does not exist or is in the recycle bin."""
+    async def get_prospect(
+        self, prospect_id: int, fields: Sequence[str], *, include_deleted: bool = False
+    ) -> dict[str, Any] | None:
+        """One prospect, or None if it does not exist or is in the recycle bin.
+
+        `include_deleted` (`deleted=all`) also reads a prospect in the recycle bin (request
+        `isDeleted` to tell it apart): a recycled prospect is skipped, not "not found".
+        """
+        params = {"fields": _fields(fields)}
+        if include_deleted:
+            params["deleted"] = "all"
         try:
             return await self._call(
                 "GET",
                 f"{PROSPECTS}/{int(prospect_id)}",
-                params={"fields": _fields(fields)},
+                params=params,
                 read=_reader("prospect"),
             )
         except errors.PermanentAPIError as exc:
@@ -354,6 +387,28 @@ class PardotClient:
         except errors.PermanentAPIError as exc:
             if exc.code not in _GONE_CODES:
                 raise
+
+    async def undelete_prospect_by_email(
+        self, email: str, fields: Sequence[str] = ("id", "email", "isDeleted")
+    ) -> dict[str, Any] | None:
+        """Restore the recycled prospect with this email and the latest activity
+        (`POST prospects/do/undelete`); its requested fields, or None when none is recycled.
+
+        UNCONFIRMED: the v5 body and answer are undocumented; this sends `{"matchEmail",
+        "fields"}` like upsertLatestByEmail (the simulator models that choice). A retry after
+        a lost answer finds nothing left to restore and returns None: read the prospect to know.
+        """
+        try:
+            return await self._call(
+                "POST",
+                f"{PROSPECTS}/do/undelete",
+                body={"matchEmail": email, "fields": list(fields)},
+                read=_reader("undeleted prospect"),
+            )
+        except errors.PermanentAPIError as exc:
+            if exc.code in _GONE_CODES:
+                return None
+            raise
 
     # ----- users and emails ------------------------------------------------------------------
 
@@ -454,94 +509,19 @@ class PardotClient:
         idempotent: bool = True,
         read: Callable[[httpx.Response], T],
     ) -> T:
-        """One API call under the retry policy, its answer read by `read` (inside the retries,
-        so a truncated or malformed answer is retried like any transient failure)."""
+        """One API call through the shared call chain, its answer read by `read`."""
 
-        async def attempt() -> T:
-            try:
-                return read(await self._send(method, path, params, body))
-            except errors.RetriableAPIError as exc:
-                if idempotent or _not_processed(exc):
-                    raise
-                raise _DoNotRetry(exc) from None
-
-        try:
-            return await self._retry.call(attempt)
-        except _DoNotRetry as wrapped:
-            exc = wrapped.error
-            raise type(exc)(
-                system=exc.system,
-                status=exc.status,
-                code=exc.code,
-                message=f"{exc.message} (the {method} may have been applied; not resent)",
-                details=exc.details,
-                retry_after_s=exc.retry_after_s,
-            ) from None
-
-    async def _send(
-        self, method: str, path: str, params: Mapping[str, Any] | None, body: Any
-    ) -> httpx.Response:
-        """Send once; on a refused token, renew it once and send again."""
-        token = await self._tokens.token()
-        response, error = await self._exchange(method, path, params, body, token)
-        if isinstance(error, _StaleToken):
-            log.info("pardot_token_refused", code=error.code)
-            token = await self._tokens.refresh(token)
-            response, error = await self._exchange(method, path, params, body, token)
-            if isinstance(error, _StaleToken):
-                raise errors.AuthError(
-                    system=SYSTEM,
-                    status=error.status,
-                    code=error.code,
-                    message=f"{error.message}; a fresh Salesforce token was refused too: check "
-                    "that the connected app has the pardot_api scope and that the Salesforce user "
-                    "is synced to the Account Engagement business unit",
-                )
-        if error is not None:
-            raise error
-        return response
-
-    async def _exchange(
-        self,
-        method: str,
-        path: str,
-        params: Mapping[str, Any] | None,
-        body: Any,
-        token: str,
-    ) -> tuple[httpx.Response, errors.APIError | errors.BudgetExhaustedError | None]:
-        headers = {
-            "Authorization": f"Bearer {token}",
-            "Pardot-Business-Unit-Id": self._business_unit_id,
-        }
+        headers = {"Pardot-Business-Unit-Id": self._business_unit_id}
         sent: dict[str, Any] = {"json": body}
-        if isinstance(body, RawBody):
+        if isinstance(body, RawBody):  # the Import API's multipart CSV batches
             sent = {"content": body.content}
             headers["Content-Type"] = body.content_type
-        async with self._slots:
-            started = time.monotonic()
-            self.calls_made += 1
-            try:
-                response = await self._http.request(
-                    method, path, params=params, headers=headers, **sent
-                )
-            except httpx.HTTPError as exc:
-                self._observe(method, path, None, "transport", started)
-                raise http.transport_failure(SYSTEM, exc) from exc
-        error = _classify(response)
-        self._observe(method, path, response.status_code, _outcome(error), started)
-        return response, error
 
-    def _observe(
-        self, method: str, path: str, status: int | None, outcome: str, started: float
-    ) -> None:
-        http.report_call(
-            self._on_call,
-            system=SYSTEM,
-            method=method,
-            path=_NUMERIC_SEGMENT.sub("/{id}", path),
-            status=status,
-            outcome=outcome,
-            started=started,
+        async def build() -> httpx.Request:
+            return self._http.build_request(method, path, params=params, headers=headers, **sent)
+
+        return await self._chain.call(
+            build, read=lambda response, _: read(response), idempotent=idempotent
         )
 
 
@@ -549,7 +529,31 @@ class _StaleToken(errors.AuthError):
     """A 401 / code 184: the token may be renewed once before this becomes an `AuthError`."""
 
 
-def _classify(response: httpx.Response) -> errors.APIError | errors.BudgetExhaustedError | None:
+def _route(path: str) -> str:
+    return _NUMERIC_SEGMENT.sub("/{id}", path)
+
+
+def _is_stale(response: httpx.Response) -> bool:
+    return isinstance(_classify(response), _StaleToken)
+
+
+def _classify_call(response: httpx.Response) -> http.Classified:
+    """The error of an answer for the call chain, and whether it proves Pardot did not act."""
+    error = _classify(response)
+    if isinstance(error, _StaleToken):
+        # Reached only once the token was renewed (or the call's one renewal is spent).
+        error = errors.AuthError(
+            system=SYSTEM,
+            status=error.status,
+            code=error.code,
+            message=f"{error.message}; a fresh Salesforce token was refused too: check "
+            "that the connected app has the pardot_api scope and that the Salesforce user "
+            "is synced to the Account Engagement business unit",
+        )
+    return error, _not_processed(error)
+
+
+def _classify(response: httpx.Response) -> _Signal | None:
     """The error an answer carries (None for 2xx); never raises."""
     status = response.status_code
     if status < 300:
@@ -570,9 +574,7 @@ def _classify(response: httpx.Response) -> errors.APIError | errors.BudgetExhaus
     return _error_for(status, code, message)
 
 
-def _error_for(
-    status: int, code: int | None, message: str
-) -> errors.APIError | errors.BudgetExhaustedError:
+def _error_for(status: int, code: int | None, message: str) -> _Signal:
     kw: dict[str, Any] = {
         "system": SYSTEM,
         "status": status,
@@ -607,24 +609,11 @@ _CONFIG_HINTS = {
 }
 
 
-def _outcome(error: errors.APIError | errors.BudgetExhaustedError | None) -> str:
-    if error is None:
-        return "ok"
-    if isinstance(error, errors.BudgetExhaustedError):
-        return "budget"
-    if isinstance(error, errors.RetriableAPIError):
-        return "retriable"
-    if isinstance(error, errors.AuthError):
-        return "auth"
-    return "permanent"
-
-
-def _not_processed(exc: errors.RetriableAPIError) -> bool:
+def _not_processed(error: _Signal | None) -> bool:
     """The error proves the request was refused before Pardot acted on it."""
-    if exc.code in ("66", "HTTP_429") or exc.status == 429:
+    if isinstance(error, errors.BudgetExhaustedError):
         return True
-    cause = exc.__cause__
-    return exc.status is None and isinstance(cause, _UNSENT_TRANSPORT)
+    return error is not None and (error.code in ("66", "HTTP_429") or error.status == 429)
 
 
 def _read_page(path: str, response: httpx.Response) -> _Page:

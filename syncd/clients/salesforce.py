@@ -11,8 +11,8 @@ Errors (the `syncd.errors` tree):
 - 403 `REQUEST_LIMIT_EXCEEDED` whose message names `TotalRequests` (the rolling 24 h limit) ->
   `BudgetExhaustedError`, never hot-retried; other `REQUEST_LIMIT_EXCEEDED` answers (concurrency,
   bursts) -> `RetriableAPIError`, retried with backoff.
-- 401 `INVALID_SESSION_ID` -> the token is renewed once (`auth.refresh(stale)`) and the call is
-  sent again; a second 401 -> `AuthError`.
+- 401 `INVALID_SESSION_ID` -> the token is renewed once per call (`auth.refresh(stale)`, the
+  shared `http.TokenRenewal` auth flow) and the call is sent again; a second 401 -> `AuthError`.
 - Any other 4xx (`MALFORMED_QUERY`, `INVALID_FIELD`, `REQUIRED_FIELD_MISSING`,
   `DUPLICATES_DETECTED`, `CANNOT_UPDATE_CONVERTED_LEAD`, ...) -> `PermanentAPIError` with every
   error entry as an `ErrorDetail`. `get` returns None on 404.
@@ -26,7 +26,8 @@ answer Salesforce may well have saved the record, and sending the POST again wou
 duplicate. A create is therefore retried only when the error proves the request was not processed
 (the connection was never made, a 401 before the token renewal, `REQUEST_LIMIT_EXCEEDED`, 429,
 `UNABLE_TO_LOCK_ROW`); any other `RetriableAPIError` is raised at once, saying the create may have
-been applied, and the pipeline re-matches by email before it creates again.
+been applied, and the pipeline re-matches by email before it creates again. The chain (auth,
+retry, never resending an unsure write, the call hooks) is `http.CallChain`, shared with Pardot.
 
 Records are returned as Salesforce sends them, including `attributes` (`attributes.type` names the
 sObject, which matters for polymorphic lookups such as `Owner`, `Who`).
@@ -37,7 +38,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import re
-import time
 from collections.abc import (
     AsyncIterator,
     Awaitable,
@@ -74,7 +74,6 @@ _API_USAGE = re.compile(r"api-usage=(\d+)/(\d+)")
 _GONE_CODES = frozenset({"ENTITY_IS_DELETED", "NOT_FOUND"})
 # Codes that prove the request was refused before any data changed: safe to resend even a POST.
 _REFUSED_CODES = frozenset({"REQUEST_LIMIT_EXCEEDED", "UNABLE_TO_LOCK_ROW"})
-_UNSENT_TRANSPORT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
 _BudgetSignal = errors.BudgetExhaustedError  # (SaveResult's field `errors` hides the module)
@@ -378,18 +377,6 @@ def _uri_too_long(length: int | None) -> errors.PermanentAPIError:
     )
 
 
-def _outcome(exc: BaseException | None) -> str:
-    if exc is None:
-        return "ok"
-    if isinstance(exc, errors.BudgetExhaustedError):
-        return "budget"
-    if isinstance(exc, errors.AuthError):
-        return "auth"
-    if isinstance(exc, errors.RetriableAPIError):
-        return "retriable"
-    return "permanent"
-
-
 def _save_result(item: Any, fallback_id: str | None) -> SaveResult:
     if not isinstance(item, dict) or not isinstance(item.get("success"), bool):
         raise _bad(200, "a collection result item without a boolean 'success'")
@@ -469,25 +456,6 @@ def _date_field(body: Mapping[str, Any], key: str, status: int) -> datetime:
         raise _bad(status, f"'{key}' is not a Salesforce dateTime") from None
 
 
-class _Failure(Exception):
-    """One attempt's error, with whether it proves the request was not processed."""
-
-    def __init__(
-        self, error: errors.APIError | errors.BudgetExhaustedError, unprocessed: bool
-    ) -> None:
-        super().__init__(str(error))
-        self.error = error
-        self.unprocessed = unprocessed
-
-
-class _Final(Exception):
-    """Carries an error out of the retry loop without being retried."""
-
-    def __init__(self, error: errors.APIError) -> None:
-        super().__init__(str(error))
-        self.error = error
-
-
 # -- the client ----------------------------------------------------------------------------
 
 
@@ -501,7 +469,9 @@ class SalesforceClient:
         retry: the retry policy for transient failures.
         timeout_s: per-request timeout.
         verify: verify TLS certificates.
-        on_call: called with a `CallRecord` for every HTTP request made (budget, metrics).
+        on_call: one call hook (the budget's), added to `call_hooks`.
+        call_hooks: called with a `CallRecord` for every HTTP exchange (budget, metrics); the
+            log hook comes first. `client.call_hooks` is the live list: append to add one.
         max_connections: connection pool size; collection chunks run at most this many at once.
     """
 
@@ -514,13 +484,12 @@ class SalesforceClient:
         retry: http.RetryPolicy = http.RetryPolicy(),  # noqa: B008 - frozen, immutable
         timeout_s: float = 60.0,
         verify: bool = True,
-        on_call: http.CallObserver | None = None,
+        on_call: http.CallHook | None = None,
         max_connections: int = 10,
+        call_hooks: Sequence[http.CallHook] = (),
     ) -> None:
         self._auth = auth
         self._prefix = f"/services/data/v{api_version}"
-        self._retry = retry
-        self._on_call = on_call
         self._chunk_slots = asyncio.Semaphore(max(1, min(max_connections, 4)))
         self._http = http.build_http_client(
             "",
@@ -530,7 +499,27 @@ class SalesforceClient:
             max_connections=max_connections,
         )
         self._usage: ApiUsage | None = None
-        self.calls_made = 0
+        self._chain = http.CallChain(
+            system=SYSTEM,
+            client=self._http,
+            tokens=auth,
+            is_stale=lambda response: response.status_code == 401,
+            classify=classify,
+            retry=retry,
+            route=_route,
+            hooks=[http.log_call, *call_hooks, *([on_call] if on_call else [])],
+        )
+        self._http.event_hooks["response"].append(self._track_usage)
+
+    @property
+    def call_hooks(self) -> list[http.CallHook]:
+        """Called with a `CallRecord` for every HTTP exchange; append to add an observer."""
+        return self._chain.hooks
+
+    @property
+    def calls_made(self) -> int:
+        """HTTP exchanges made so far (token renewals' resends and failed ones included)."""
+        return self._chain.calls_made
 
     async def __aenter__(self) -> SalesforceClient:
         return self
@@ -549,13 +538,18 @@ class SalesforceClient:
 
     # -- queries ---------------------------------------------------------------------------
 
-    async def query(self, soql: str) -> AsyncIterator[dict[str, Any]]:
+    async def query(
+        self, soql: str, *, include_deleted: bool = False
+    ) -> AsyncIterator[dict[str, Any]]:
         """Every record of `soql`, following `nextRecordsUrl` until `done`.
 
+        `include_deleted` uses the `queryAll` resource: deleted records too (in the recycle
+        bin, and merge losers), with `IsDeleted` and `MasterRecordId` when selected.
         Raises `PagingLoopError` if a `nextRecordsUrl` comes back twice.
         """
+        resource = "/queryAll" if include_deleted else "/query"
         page = await self._request(
-            "GET", self._prefix + "/query", params={"q": soql}, parse=_query_page
+            "GET", self._prefix + resource, params={"q": soql}, parse=_query_page
         )
         seen: set[str] = set()
         while True:
@@ -627,10 +621,22 @@ class SalesforceClient:
         """Every record of `soql` as a list (for small results; stream big ones with `query`)."""
         return [record async for record in self.query(soql)]
 
-    async def count(self, soql_count: str) -> int:
-        """The result of `SELECT COUNT() FROM ...` (its `totalSize`)."""
+    async def query_with_deleted(self, soql: str) -> list[dict[str, Any]]:
+        """Every record of `soql` through the REST `queryAll` resource, deleted ones included.
+
+        How syncd tells a merge from a delete: a deleted Lead or Contact read with
+        `SELECT Id, IsDeleted, MasterRecordId ...` names its survivor in `MasterRecordId`.
+        (`query_all` is the list form of `query`; this is Salesforce's `queryAll`.)
+        """
+        return [record async for record in self.query(soql, include_deleted=True)]
+
+    async def count(self, soql_count: str, *, include_deleted: bool = False) -> int:
+        """The result of `SELECT COUNT() FROM ...` (its `totalSize`); `include_deleted` counts
+        through `queryAll` (e.g. merge losers: `WHERE IsDeleted = true AND MasterRecordId !=
+        null`)."""
+        resource = "/queryAll" if include_deleted else "/query"
         page = await self._request(
-            "GET", self._prefix + "/query", params={"q": soql_count}, parse=_query_page
+            "GET", self._prefix + resource, params={"q": soql_count}, parse=_query_page
         )
         return page.total_size
 
@@ -925,7 +931,7 @@ class SalesforceClient:
         gone_ok: bool = False,
         parse_retried: Callable[[httpx.Response], T] | None = None,
     ) -> T:
-        """One logical call: token, send, renew once on 401, classify, retry per the policy.
+        """One logical call through the shared call chain (`http.CallChain`).
 
         `path` is relative to the instance URL. `parse` reads a successful answer (a malformed
         one raises `RetriableAPIError` BAD_RESPONSE, retried like any transient failure);
@@ -933,131 +939,39 @@ class SalesforceClient:
         a 404 / ENTITY_IS_DELETED on a second or later attempt counts as success (a delete whose
         first answer was lost).
         """
-        state = {"renewed": False, "attempts": 0}
 
-        async def attempt() -> T:
-            state["attempts"] += 1
+        async def build() -> httpx.Request:
+            url = await self._auth.instance_url() + path
             try:
-                response = await self._send_renewing(method, path, params, json, headers, state)
-                if response.status_code >= 300 and response.status_code not in ok_statuses:
-                    error, unprocessed = classify(response)
-                    if gone_ok and state["attempts"] > 1 and error.code in _GONE_CODES:
-                        return parse(_synthetic_no_content(response))
-                    raise _Failure(error, unprocessed)
-                reader = parse_retried if parse_retried and state["attempts"] > 1 else parse
-                try:
-                    return reader(response)
-                except errors.APIError as exc:
-                    raise _Failure(exc, False) from None
-            except _Failure as failure:
-                error = failure.error
-                if (
-                    isinstance(error, errors.RetriableAPIError)
-                    and not idempotent
-                    and not failure.unprocessed
-                ):
-                    raise _Final(_maybe_applied(error, method)) from None
-                raise error from None
+                request = self._http.build_request(
+                    method,
+                    url,
+                    params=dict(params) if params else None,
+                    json=json,
+                    headers={"Accept": "application/json", **(headers or {})},
+                )
+            except httpx.InvalidURL:  # a query far beyond any limit (httpx caps URLs at 64 KiB)
+                size = len(quote_plus(str((params or {}).get("q", "")))) + len(url)
+                raise _uri_too_long(size) from None
+            size = len(str(request.url).encode())
+            if size > MAX_URI_BYTES:
+                raise _uri_too_long(size)
+            return request
 
-        try:
-            return await self._retry.call(attempt)
-        except _Final as final:
-            raise final.error from None
+        def accept(response: httpx.Response, attempt: int) -> bool:
+            if response.status_code in ok_statuses:
+                return True
+            return gone_ok and attempt > 1 and classify(response)[0].code in _GONE_CODES
 
-    async def _send_renewing(
-        self,
-        method: str,
-        path: str,
-        params: Mapping[str, str] | None,
-        json: Any,
-        headers: Mapping[str, str] | None,
-        state: dict[str, Any],
-    ) -> httpx.Response:
-        """Send once; on 401, renew the token (once per logical call) and send again."""
-        while True:
-            try:
-                token = await self._auth.token()
-                base = await self._auth.instance_url()
-            except errors.RetriableAPIError as exc:
-                # The token endpoint was already retried by the auth object; don't multiply.
-                raise _Final(exc) from None
-            response = await self._send_once(method, base + path, token, params, json, headers)
-            if response.status_code != 401 or state["renewed"]:
-                return response
-            state["renewed"] = True
-            log.info("salesforce_session_renewing", method=method, path=_route(path))
-            try:
-                await self._auth.refresh(token)
-            except errors.RetriableAPIError as exc:
-                raise _Final(exc) from None
+        def read(response: httpx.Response, attempt: int) -> T:
+            if response.status_code >= 300 and response.status_code not in ok_statuses:
+                response = _synthetic_no_content(response)  # accepted: gone on a retry
+            reader = parse_retried if parse_retried and attempt > 1 else parse
+            return reader(response)
 
-    async def _send_once(
-        self,
-        method: str,
-        url: str,
-        token: str,
-        params: Mapping[str, str] | None,
-        json: Any,
-        headers: Mapping[str, str] | None,
-    ) -> httpx.Response:
-        try:
-            request = self._http.build_request(
-                method,
-                url,
-                params=dict(params) if params else None,
-                json=json,
-                headers={
-                    "Authorization": f"Bearer {token}",
-                    "Accept": "application/json",
-                    **(headers or {}),
-                },
-            )
-        except httpx.InvalidURL:  # a query far beyond any limit (httpx caps URLs at 64 KiB)
-            size = len(quote_plus(str((params or {}).get("q", "")))) + len(url)
-            raise _Failure(_uri_too_long(size), True) from None
-        route = _route(request.url.path)
-        size = len(str(request.url).encode())
-        if size > MAX_URI_BYTES:
-            raise _Failure(_uri_too_long(size), True)
-        started = time.monotonic()
-        self.calls_made += 1
-        try:
-            response = await self._http.send(request)
-            await response.aread()
-        except httpx.HTTPError as exc:
-            failure = http.transport_failure(SYSTEM, exc)
-            self._observe(method, route, None, "transport", started)
-            log.warning(
-                "salesforce_call_failed", method=method, path=route, error=type(exc).__name__
-            )
-            raise _Failure(failure, isinstance(exc, _UNSENT_TRANSPORT)) from None
-        self._track_usage(response)
-        status = response.status_code
-        if status < 300 or status == 401:
-            outcome = "ok" if status < 300 else "auth"
-        elif status == 404 and method == "GET":
-            outcome = "permanent"
-        else:
-            outcome = _outcome(classify(response)[0])
-        self._observe(method, route, status, outcome, started)
-        if outcome not in ("ok", "auth"):
-            log.info("salesforce_call_error", method=method, path=route, status=status)
-        return response
+        return await self._chain.call(build, read=read, accept=accept, idempotent=idempotent)
 
-    def _observe(
-        self, method: str, route: str, status: int | None, outcome: str, started: float
-    ) -> None:
-        http.report_call(
-            self._on_call,
-            system=SYSTEM,
-            method=method,
-            path=route,
-            status=status,
-            outcome=outcome,
-            started=started,
-        )
-
-    def _track_usage(self, response: httpx.Response) -> None:
+    async def _track_usage(self, response: httpx.Response) -> None:
         header = response.headers.get("sforce-limit-info")
         if not header:
             return
@@ -1120,17 +1034,3 @@ def _gone_as_success(result: SaveResult) -> SaveResult:
     if not result.success and result.errors and all(e.code in _GONE_CODES for e in result.errors):
         return SaveResult(result.id, True, ())
     return result
-
-
-def _maybe_applied(error: errors.RetriableAPIError, method: str) -> errors.RetriableAPIError:
-    return errors.RetriableAPIError(
-        system=error.system,
-        status=error.status,
-        code=error.code,
-        message=(
-            f"{error.message}; the {method} may have been applied, so it was not resent: "
-            "re-match by email before creating again"
-        ),
-        details=error.details,
-        retry_after_s=error.retry_after_s,
-    )

@@ -1,7 +1,8 @@
 """`syncd check`: config valid, database reachable and migrated, a `syncd run` heartbeat fresh.
 
 The container HEALTHCHECK and a monitoring probe: exit 0 when healthy, 1 otherwise, with ONE line
-saying what is wrong (or what is fine). A live daemon whose login is being refused is unhealthy:
+saying what is wrong (or what is fine); `--json` prints `{"healthy": ..., "message": ...}` on
+stdout instead (same exit status). A live daemon whose login is being refused is unhealthy:
 `syncd run` keeps that state in the store beside its heartbeat (`syncd.runtime.login`).
 It reads the store only: no API call, no write, and a
 missing SQLite file is reported rather than created. Settings are loaded here rather than by the
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -36,6 +38,10 @@ async def _login_failing(store: Store) -> dict[str, Any] | None:
 
 async def run(args: argparse.Namespace, settings: Settings | None) -> int:
     problem, ok_line = await _check(args, settings)
+    if getattr(args, "json", False):
+        healthy = problem is None
+        print(json.dumps({"healthy": healthy, "message": ok_line if healthy else problem}))
+        return 0 if healthy else 1
     if problem is not None:
         print(f"syncd check: {problem}", file=sys.stderr)
         return 1
@@ -60,7 +66,7 @@ async def _check(args: argparse.Namespace, settings: Settings | None) -> tuple[s
     except TimeoutError:
         return f"database did not answer within {CHECK_TIMEOUT_S:.0f} s", ""
     except StoreError as exc:
-        return f"database unreachable: {logs.redact(str(exc))}", ""
+        return f"store error: {logs.redact(str(exc))}", ""
 
 
 async def _check_store(settings: Settings) -> tuple[str | None, str]:
@@ -71,17 +77,20 @@ async def _check_store(settings: Settings) -> tuple[str | None, str]:
         check_schema=False,
     )
     try:
+        # The schema first: an empty (reachable) database has no tables for the snapshot.
+        current, head = await store.migration_state()
+        if current != head:
+            return (
+                f"database not migrated: schema at {current or 'none (empty)'}, this syncd "
+                f"needs {head}: run `syncd migrate` (or start `syncd run` with "
+                "database.auto_migrate)",
+                "",
+            )
         stale_s = settings.ops.heartbeat_stale_s
         snap = await read_snapshot(store, now=datetime.now(UTC), stale_s=stale_s)
-        failing = await _login_failing(store) if snap.migrated else None
+        failing = await _login_failing(store)
     finally:
         await store.aclose()
-    if not snap.migrated:
-        return (
-            f"database schema at {snap.schema_current or 'none'}, needs {snap.schema_head}: "
-            "run `syncd migrate` (or start `syncd run` with database.auto_migrate)",
-            "",
-        )
     live = snap.live(RUN_ROLE)
     if not live:
         runs = [h for h in snap.processes if h.role == RUN_ROLE]

@@ -17,7 +17,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
+import shlex
 import signal
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,13 +32,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from syncd import logs
+from syncd.commands import console as console_command
+from syncd.runtime.ops import OpsServer, parse_listen
 from syncd.runtime.pipeline import RunStats, Work
 from syncd.runtime.pollers import Pollers
 from syncd.runtime.signals import Stop, StopSignals
 from syncd.runtime.wiring import Runtime, build_runtime
 from syncd.runtime.worker import (
-    RELEASE_TIMEOUT_S,
     Worker,
+    close_runtime,
     run_workers,
     unless_stopped,
     wait_any,
@@ -43,11 +48,14 @@ from syncd.runtime.worker import (
 from syncd.settings import Settings
 from syncd.simulators.generate import generate_seed
 from syncd.simulators.world import World
+from syncd.web.app import build_app
+from syncd.web.views import ConsoleContext
 
 DEFAULT_DB = "demo.db"
 DEMO_POLL_INTERVAL_S = 5.0
 DEMO_WORKERS = 2
 DEMO_GRACE_S = 10.0  # the first Ctrl-C waits this long for the batches in flight
+DEMO_LISTEN = "127.0.0.1:9108"
 
 
 def _demo_settings(world: World, database_url: str) -> Settings:
@@ -79,20 +87,49 @@ async def _pending(rt: Runtime) -> int:
     return int(counts.pending + counts.claimed)
 
 
+async def _serve_console(rt: Runtime, console: Console) -> OpsServer | None:
+    """The web console on `ops.listen` (default 127.0.0.1:9108, else a free port)."""
+    handlers = console_command.handlers_for(rt.store, rt.settings)
+    ctx = ConsoleContext(
+        store=rt.store,
+        settings=rt.settings,
+        clock=rt.clock,
+        handlers=handlers,
+        field_map=rt.field_map,
+    )
+    host, port = parse_listen(rt.settings.ops.listen or DEMO_LISTEN)
+    for attempt in (port, 0):
+        server = OpsServer(
+            handlers, host=host, port=attempt, app=build_app(ctx), warm_up=ctx.warm_up
+        )
+        try:
+            await server.start()
+        except OSError:
+            continue
+        console.print(f"Web console: http://{host}:{server.port}/", markup=False, highlight=False)
+        return server
+    console.print(f"(no web console: cannot listen on {host})", markup=False)
+    return None
+
+
 async def _drain(
     rt: Runtime, stats: RunStats, stop: Stop, progress: Progress | None, task: Any
 ) -> None:
     """Burst workers until nothing is due (or a stop), advancing the progress bar."""
+    # The bar counts what the summary table counts (queue items processed, `stats.items`):
+    # items queued during the drain (follow-ups, records the sync itself touched) grow the
+    # total instead of leaving the bar short of the table.
     total = await _pending(rt)
+    before = stats.items
     if progress is not None:
         progress.update(task, total=total, completed=0)
-    done = 0
 
-    def settled(works: Sequence[Work], _retried: int, _failed: int) -> None:
-        nonlocal done
-        done += sum(len(w.items) for w in works)
+    def settled(_works: Sequence[Work], _retried: int, _failed: int) -> None:
+        nonlocal total
+        done = stats.items - before
+        total = max(total, done)
         if progress is not None:
-            progress.update(task, completed=min(done, total))
+            progress.update(task, total=total, completed=done)
 
     workers = [
         Worker(rt, worker_id=f"demo-{n}", stop=stop, burst=True, stats=stats, on_settled=settled)
@@ -100,7 +137,34 @@ async def _drain(
     ]
     await run_workers(workers, stop, grace_s=rt.settings.sync.shutdown_grace_s)
     if progress is not None and not stop.is_requested:
-        progress.update(task, completed=total)
+        done = stats.items - before
+        progress.update(task, total=done, completed=done)
+
+
+def _syncd_command() -> str:
+    """How the reader runs syncd from here: the executable that is running now, as a path."""
+    exe = Path(sys.argv[0])
+    if exe.name != "syncd" or not exe.is_file():
+        candidate = Path(sys.executable).parent / "syncd"
+        if not candidate.is_file():
+            return f"{shlex.quote(sys.executable)} -m syncd"
+        exe = candidate
+    exe = Path(os.path.abspath(exe))  # not resolve(): keep the path through a symlinked venv
+    try:
+        shown = str(exe.relative_to(Path.cwd()))
+    except ValueError:
+        return shlex.quote(str(exe))
+    return shlex.quote(shown if "/" in shown else f"./{shown}")
+
+
+async def _example_prospect(rt: Runtime, world: World) -> int | None:
+    """A prospect this run linked (one that got a new Lead if any), for the closing hint."""
+    ids = sorted(int(p["id"]) for p in world.pardot.prospects())[:500]
+    async with rt.store.read() as tx:
+        links = await rt.store.links.by_prospect_ids(tx, ids)
+    if not links:
+        return None
+    return next((i for i, link in links.items() if link.crm_type == "Lead"), min(links))
 
 
 async def _links(rt: Runtime, limit: int) -> list[tuple[int, str]]:
@@ -152,6 +216,22 @@ async def _summary(
     )
 
 
+def _hint(console: Console, rt: Runtime, prospect_id: int | None) -> None:
+    """A command the reader can paste as it is: the real executable and a real prospect id."""
+    url = shlex.quote(rt.settings.database.url)
+    syncd = _syncd_command()
+    if prospect_id is None:
+        console.print(f"See the store: SYNCD_DATABASE__URL={url} {syncd} status", markup=False)
+        return
+    console.print(
+        f"Why was each decision made? Try:\n  SYNCD_DATABASE__URL={url} {syncd} history "
+        f"{prospect_id}",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
 async def _user_edits(world: World, rt: Runtime, rng: Random) -> str:
     """A simulated user changes something on one side; returns what, for the console."""
     pairs = await _links(rt, 500)
@@ -187,14 +267,18 @@ async def run(args: argparse.Namespace, settings: Settings | None) -> int:
         )
         stop.request(sig)
 
-    with StopSignals(graceful, stop.force, backstop_grace_s=DEMO_GRACE_S):
+    with StopSignals(graceful, stop.force, backstop_grace_s=DEMO_GRACE_S) as stops:
         rt = await build_runtime(demo_settings, transports=world.transports())
+        web = await _serve_console(rt, console)
         try:
             await _sync(args, console, world, rt, stop)
         except (KeyboardInterrupt, asyncio.CancelledError):
             stop.force()
         finally:
-            await _close(rt, stop)
+            if web is not None:
+                await web.aclose()
+            await close_runtime(rt, stop)
+            stops.exit_code = stop.exit_code
     if stop.is_requested:
         console.print("stopped.")
     return stop.exit_code
@@ -224,6 +308,7 @@ async def _sync(
     if stop.is_requested:
         return
     await _summary(console, world, rt, stats, time.monotonic() - started)
+    _hint(console, rt, await _example_prospect(rt, world))
     if args.once:
         return
     console.print(
@@ -243,15 +328,3 @@ async def _sync(
         console.print(
             f"  synced: {stats.crm_fields + stats.pardot_fields - before} field(s) updated"
         )
-
-
-async def _close(rt: Runtime, stop: Stop) -> None:
-    """Close the runtime; after a stop, never wait long on a store that does not answer."""
-    if not stop.is_requested:
-        await rt.aclose()
-        return
-    try:
-        async with asyncio.timeout(RELEASE_TIMEOUT_S):
-            await rt.aclose()
-    except Exception:  # stopping: the store's leases cover anything left
-        logs.get(__name__).warning("close_failed")

@@ -10,12 +10,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
-from syncd.runtime.wiring import open_store, utc_now
+from syncd.commands._store import open_existing_store
+from syncd.runtime.wiring import utc_now
 from syncd.settings import Settings
 from syncd.store.models import QueueItem
 
@@ -54,28 +55,52 @@ def _subject(item: QueueItem) -> str:
 
 
 def render_list(items: list[QueueItem], console: Console) -> None:
+    """Print the error queue as blocks that fit the console's width (80 columns in a pipe).
+
+    Not a table: five columns squeezed into 80 leave the id unreadable, and the id is what
+    `errors retry ID` needs. Each item starts with its id, whole, on its own line; the message
+    is wrapped below it, never cut.
+    """
     if not items:
         console.print("The sync error queue is empty.")
         return
-    table = Table(title=f"Sync errors ({len(items)})", title_justify="left")
-    table.add_column("id", justify="right")
-    table.add_column("last failed (UTC)", no_wrap=True)
-    table.add_column("what", no_wrap=True)
-    table.add_column("code", no_wrap=True)
-    table.add_column("message", overflow="fold")
+    width = max(40, console.width)
+    id_width = max(len(str(i.id)) for i in items)
+    indent = " " * (id_width + 2)
+    out = [f"Sync errors ({len(items)}), newest failure first; times in UTC", ""]
     for item in items:
-        table.add_row(
-            str(item.id),
-            _when(item),
-            _subject(item),
-            item.last_error_code or "",
-            item.last_error_message or "",
+        head = f"{str(item.id).rjust(id_width)}  {_when(item)}  {item.last_error_code or '-'}"
+        out.extend(_wrap(head, width, indent))
+        out.extend(_wrap(_subject(item), width, indent, first=indent))
+        out.extend(_wrap(item.last_error_message or "(no message)", width, indent, first=indent))
+        out.append("")
+    out.extend(
+        textwrap.wrap(
+            "Fix the cause, then `syncd errors retry ID` (or `--all`); an item also runs again "
+            "when its prospect or record changes. `syncd errors show ID` shows one item whole.",
+            width,
         )
-    console.print(table)
-    console.print(
-        "Fix the cause, then `syncd errors retry ID` (or `--all`); an item also runs again "
-        "when its prospect or record changes."
     )
+    # Plain text: no markup, no highlighting, no re-wrapping by rich.
+    console.print("\n".join(out), markup=False, highlight=False, soft_wrap=True)
+
+
+def _wrap(text: str, width: int, indent: str, first: str = "") -> list[str]:
+    """Wrap `text` to `width`, breaking long words (an id or an email) rather than overflowing."""
+    lines: list[str] = []
+    for para in text.splitlines() or [""]:
+        lines.extend(
+            textwrap.wrap(
+                para,
+                width,
+                initial_indent=first if not lines else indent,
+                subsequent_indent=indent,
+                break_long_words=True,
+                break_on_hyphens=False,
+            )
+            or [first]
+        )
+    return lines
 
 
 def render_item(item: QueueItem, console: Console) -> None:
@@ -101,7 +126,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         sys.stderr.write("syncd errors retry: give error ids, or --all\n")
         return 2
     console = Console()
-    store = await open_store(settings, migrate=False)
+    store = await open_existing_store(settings)
     try:
         async with store.transaction() as tx:
             if action == "list":

@@ -13,12 +13,32 @@ from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from syncd.runtime.wiring import open_store
+from syncd import logs
+from syncd.commands._store import open_existing_store, shown_url
 from syncd.settings import Settings
-from syncd.store.models import AuditLine
+from syncd.store import Store
+from syncd.store.models import AuditLine, crm_key, prospect_key
 
 HISTORY_LIMIT = 500
+
+
+async def _known_prospect(store: Store, tx: AsyncConnection, prospect_id: int) -> bool:
+    """Queued or linked, even if nothing was decided for it yet."""
+    if await store.queue.by_key(tx, prospect_key(prospect_id)):
+        return True
+    return bool(await store.links.by_prospect_ids(tx, [prospect_id]))
+
+
+async def _known_crm(store: Store, tx: AsyncConnection, crm_id: str) -> bool:
+    if await store.queue.by_key(tx, crm_key(crm_id)):
+        return True
+    return bool(await store.links.by_crm_ids(tx, [crm_id]))
+
+
+def _where(settings: Settings) -> str:
+    return logs.redact(shown_url(settings.database.url))
 
 
 def line_dict(line: AuditLine) -> dict[str, Any]:
@@ -74,15 +94,25 @@ def render(ident: str, lines: list[AuditLine], console: Console) -> None:
 
 async def run(args: argparse.Namespace, settings: Settings) -> int:
     ident = str(args.id).strip()
-    store = await open_store(settings, migrate=False)
+    store = await open_existing_store(settings)
     try:
         async with store.transaction() as tx:
             if ident.isdigit():
                 lines = await store.audit.history(tx, int(ident), limit=HISTORY_LIMIT)
+                known = bool(lines) or await _known_prospect(store, tx, int(ident))
             else:
                 lines = await store.audit.history_for_crm(tx, ident, limit=HISTORY_LIMIT)
+                known = bool(lines) or await _known_crm(store, tx, ident)
     finally:
         await store.aclose()
+    if not known:
+        what = "prospect" if ident.isdigit() else "Lead or Contact"
+        sys.stderr.write(
+            f"syncd history: no {what} with id {ident} in this store ({_where(settings)}): "
+            "nothing was queued or decided for it; check the id (a Pardot prospect id, or a "
+            "Salesforce 00Q.../003... id) and the database\n"
+        )
+        return 2
     if args.json:
         sys.stdout.write(
             json.dumps([line_dict(x) for x in lines], ensure_ascii=False, indent=2) + "\n"

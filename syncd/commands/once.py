@@ -2,7 +2,7 @@
 
 The drain is `syncd.runtime.worker.Worker` in burst mode (arq's): the same loop, and the same
 failure handling, as `syncd run` and `syncd demo`; items are claimed batch after batch until none
-is due, then the command returns. Exit codes (INTERFACES.md):
+is due, then the command returns. Exit codes (docs/interfaces.md):
 
 - 3: it stopped with work left because a side's API budget is spent (the summary says how many
   items wait and until when); 3 wins over 1. `--wait-budget` waits for the budget instead.
@@ -41,6 +41,7 @@ from syncd.runtime.worker import (
     BUDGET_WAIT_MAX_S,
     RELEASE_TIMEOUT_S,
     Worker,
+    close_runtime,
     run_workers,
     unless_stopped,
     wait_any,
@@ -78,10 +79,12 @@ class OnceResult:
 
     @property
     def exit_code(self) -> int:
+        if self.stop.is_forced and self.stop.exit_code:
+            return self.stop.exit_code  # 128 + the signal that forced it
         if self.stop.signal is not None:
             return 128 + int(self.stop.signal)
         if self.paused and (self.items_left or self.polls.paused):
-            return EXIT_WORK_LEFT
+            return EXIT_WORK_LEFT  # a side is still paused for its budget, with work left
         return 1 if self.error_items or self.polls.failed else 0
 
 
@@ -123,6 +126,33 @@ def summary_line(
     if result is not None:
         parts.extend(_left_parts(rt, result))
     return "syncd once: " + "; ".join(parts)
+
+
+def summary_json(rt: Runtime, result: OnceResult) -> dict[str, Any]:
+    """The summary of `syncd once --json`: the same facts as the line, under stable keys."""
+    stats, calls = result.stats, rt.budget.calls_made
+    return {
+        "items_processed": stats.items,
+        "leads_created": stats.leads_created,
+        "records_linked": stats.linked,
+        "crm_fields_updated": stats.crm_fields,
+        "pardot_fields_updated": stats.pardot_fields,
+        "tasks_logged": stats.tasks,
+        "owners_changed": stats.owners_changed,
+        "prospects_created": stats.prospects_created,
+        "marked_crm_deleted": stats.marked_deleted,
+        "to_retry_later": stats.retried,
+        "error_items": result.error_items,
+        "items_left": result.items_left,
+        "api_calls": {"salesforce": calls.get("salesforce", 0), "pardot": calls.get("pardot", 0)},
+        "paused_for_budget": sorted({*result.paused, *result.polls.paused}),
+        "feeds_not_read": dict(sorted(result.polls.failed.items())),
+        "stopped_by": result.stop.signal.name if result.stop.signal is not None else None,
+        "exit_code": result.exit_code,
+        "summary": summary_line(
+            stats, result.polls, rt, result.error_items, result.paused, result=result
+        ),
+    }
 
 
 def _left_parts(rt: Runtime, result: OnceResult) -> list[str]:
@@ -249,7 +279,7 @@ async def dry_run(rt: Runtime) -> int:
 async def run_once(
     rt: Runtime, *, stop: Stop | None = None, wait_budget: bool = False
 ) -> OnceResult:
-    """Poll once and drain (again after each wait for a budget, with `wait_budget`)."""
+    """Poll once and drain; with `wait_budget`, wait for a spent budget and go on until done."""
     stop = stop or Stop()
     stats, polls, paused = RunStats(), PollStats(), set[str]()
     while not stop.is_requested:
@@ -264,23 +294,34 @@ async def run_once(
             wait_budget=wait_budget,
         )
         await run_workers([worker], stop, grace_s=rt.settings.sync.shutdown_grace_s)
-        paused.update(worker.paused)
-        if not (wait_budget and round_.paused):
+        paused.update(worker.paused, round_.paused)
+        if not wait_budget:
             break
-        await _wait_for_budget(rt, round_.paused, stop)  # then poll what it skipped
-    if not wait_budget:
-        paused.update(polls.paused)
-    else:
-        polls.paused.clear()
+        still = _still_paused(rt, paused)
+        if not still or not (round_.paused or await _work_left(rt)):
+            break
+        await _wait_for_budget(rt, still, stop)  # then poll what it skipped, drain again
     counts = None
+    wait_s = None if not stop.is_requested else 0.5 if stop.is_forced else RELEASE_TIMEOUT_S
     try:
-        async with asyncio.timeout(RELEASE_TIMEOUT_S * 5), rt.store.read() as tx:
+        async with asyncio.timeout(wait_s), rt.store.read() as tx:
             counts = await rt.store.queue.counts(tx, now=rt.clock())
     except Exception as exc:
         if not stop.is_requested:
             raise
         log.warning("queue_count_failed", error=type(exc).__name__)
-    return OnceResult(stats, polls, sorted(paused), counts, stop)
+    # a side paused earlier but allowed again now (the budget moved on) left no work behind
+    return OnceResult(stats, polls, _still_paused(rt, paused), counts, stop)
+
+
+def _still_paused(rt: Runtime, sides: set[str]) -> list[str]:
+    return sorted(side for side in sides if rt.budget.resume_at(side) is not None)
+
+
+async def _work_left(rt: Runtime) -> bool:
+    async with rt.store.read() as tx:
+        counts = await rt.store.queue.counts(tx, now=rt.clock())
+    return bool(counts.pending or counts.claimed)
 
 
 async def _poll(rt: Runtime, stop: Stop) -> PollStats:
@@ -308,9 +349,14 @@ async def _wait_for_budget(rt: Runtime, systems: Sequence[str], stop: Stop) -> N
         wait_s = min(max(waits), BUDGET_WAIT_MAX_S)
         log.info("budget_wait", systems=list(systems), wait_s=round(wait_s, 1))
         await wait_any(stop.requested.wait(), timeout_s=max(wait_s, 0.05))
+        await rt.budget.sync()  # the 24-hour counts move on (and other processes count)
 
 
 async def run(args: argparse.Namespace, settings: Settings, **runtime_options: Any) -> int:
+    as_json = bool(getattr(args, "json", False))
+    if as_json and getattr(args, "dry_run", False):
+        sys.stderr.write("syncd once: --json is for the summary; --dry-run prints plans as text\n")
+        return 2
     if getattr(args, "dry_run", False):
         rt = await build_runtime(settings, **runtime_options)
         try:
@@ -318,28 +364,25 @@ async def run(args: argparse.Namespace, settings: Settings, **runtime_options: A
         finally:
             await rt.aclose()
     stop = Stop()
-    with StopSignals.for_stop(stop, backstop_grace_s=settings.sync.shutdown_grace_s):
+    grace_s = settings.sync.shutdown_grace_s
+    with StopSignals.for_stop(stop, backstop_grace_s=grace_s) as stops:
         rt = await build_runtime(settings, **runtime_options)
         try:
+            # Log in first: with the token endpoint unreachable nothing can be read (Pardot
+            # takes Salesforce's token too), and one line naming salesforce.login_url and its
+            # host says so better than every feed failing in turn (the CLI prints the error).
+            await rt.auth.session()
             result = await run_once(
                 rt, stop=stop, wait_budget=bool(getattr(args, "wait_budget", False))
             )
+            if as_json:
+                sys.stdout.write(json.dumps(summary_json(rt, result), indent=2) + "\n")
+                return result.exit_code
             line = summary_line(
                 result.stats, result.polls, rt, result.error_items, result.paused, result=result
             )
             sys.stdout.write(line + "\n")
+            stops.exit_code = result.exit_code
             return result.exit_code
         finally:
-            await _close(rt, stop)
-
-
-async def _close(rt: Runtime, stop: Stop) -> None:
-    """Close the runtime; after a stop, never wait long on a store that does not answer."""
-    if not stop.is_requested:
-        await rt.aclose()
-        return
-    try:
-        async with asyncio.timeout(RELEASE_TIMEOUT_S):
-            await rt.aclose()
-    except Exception as exc:
-        log.warning("close_failed", error=type(exc).__name__)
+            await close_runtime(rt, stop)

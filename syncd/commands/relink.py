@@ -16,6 +16,7 @@ and stores the links again, before any matching by email could pick another reco
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections import defaultdict
 from datetime import datetime
@@ -112,6 +113,9 @@ async def run(args: argparse.Namespace, settings: Settings, **runtime_options: A
         report = await relink(rt, dry_run=bool(args.dry_run))
     finally:
         await rt.aclose()
+    if getattr(args, "json", False):
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+        return 0
     verb = "would rebuild" if report["dry_run"] else "rebuilt"
     sys.stdout.write(
         f"syncd relink: {verb} {len(report['rebuilt'])} link(s) from {report['field']}; "

@@ -10,14 +10,13 @@ Under systemd (`Type=notify`) it reports READY=1, STATUS=, STOPPING=1 and WATCHD
 from __future__ import annotations
 
 import argparse
-import asyncio
 
 from syncd import logs
 from syncd.runtime.sdnotify import Notifier
 from syncd.runtime.service import Service
 from syncd.runtime.signals import StopSignals
-from syncd.runtime.wiring import Runtime, build_runtime
-from syncd.runtime.worker import RELEASE_TIMEOUT_S
+from syncd.runtime.wiring import build_runtime
+from syncd.runtime.worker import close_runtime
 from syncd.settings import Settings
 
 log = logs.get(__name__)
@@ -33,19 +32,10 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         await rt.aclose()
         raise
     # The handlers (and their backstop) cover the closing too: it may wait on the store.
-    with StopSignals.for_stop(service.stop, backstop_grace_s=settings.sync.shutdown_grace_s):
+    grace_s = settings.sync.shutdown_grace_s
+    with StopSignals.for_stop(service.stop, backstop_grace_s=grace_s) as stops:
         try:
-            return await service.run()
+            stops.exit_code = await service.run()
+            return stops.exit_code
         finally:
-            await _close(rt, forced=service.stop.is_forced)
-
-
-async def _close(rt: Runtime, *, forced: bool) -> None:
-    if not forced:
-        await rt.aclose()
-        return
-    try:
-        async with asyncio.timeout(RELEASE_TIMEOUT_S):
-            await rt.aclose()
-    except Exception as exc:  # a forced stop does not wait on a store that does not answer
-        log.warning("close_failed", error=type(exc).__name__)
+            await close_runtime(rt, service.stop)

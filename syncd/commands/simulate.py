@@ -1,4 +1,10 @@
-"""`syncd simulate`: serve the Salesforce and Pardot simulators over real HTTP until SIGTERM."""
+"""`syncd simulate`: serve the Salesforce and Pardot simulators over real HTTP until SIGTERM.
+
+The world comes from a seed file (`--seed FILE`, the format of `docs/interfaces.md`) or is
+generated (`--generate N`: N prospects and their CRM twins, the demo's generator, the same data
+for the same N). Both ports are bound before anything is served, so a busy port is one line
+naming the option to change, not a traceback.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ import argparse
 import asyncio
 import contextlib
 import signal
+import socket
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -16,6 +23,7 @@ from syncd import logs
 from syncd.errors import ConfigError
 from syncd.settings import Settings
 from syncd.simulators._base import Faults
+from syncd.simulators.generate import generate_seed
 from syncd.simulators.world import SeedError, World, load_seed
 
 log = logs.get(__name__)
@@ -44,16 +52,47 @@ def _server(app: Any, host: str, port: int) -> _Server:
     return _Server(config)
 
 
-def _bound_port(server: uvicorn.Server) -> int:
-    for srv in server.servers:
-        for sock in srv.sockets:
-            return int(sock.getsockname()[1])
-    raise RuntimeError("server has no socket")
+class PortBusyError(Exception):
+    """A port cannot be listened on; the message names the option that picks another."""
+
+
+def _listen(host: str, port: int, option: str) -> socket.socket:
+    """A listening socket on `host:port`, or `PortBusyError` saying which option to change."""
+    try:
+        family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise PortBusyError(
+            f"cannot listen on {host}: {exc.strerror or exc}; check --host"
+        ) from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(addr)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        reason = exc.strerror or str(exc)
+        raise PortBusyError(
+            f"cannot listen on {host}:{port} ({reason.lower()}); pick a free port with "
+            f"{option} (0 picks any free port)"
+        ) from None
+    sock.setblocking(False)
+    return sock
+
+
+def _seed(args: argparse.Namespace) -> dict[str, Any]:
+    if (args.seed is None) == (args.generate is None):
+        raise ConfigError("give either --seed FILE or --generate N (one of them)")
+    if args.generate is not None:
+        if args.generate < 1:
+            raise ConfigError("--generate N needs N >= 1 (the number of prospects)")
+        return generate_seed(args.generate)
+    return load_seed(args.seed)
 
 
 async def run(args: argparse.Namespace, settings: Settings | None) -> int:
     try:
-        seed = load_seed(args.seed)
+        seed = _seed(args)
         world = World(
             seed,
             salesforce_faults=_faults(args, seed.get("salesforce") or {}),
@@ -63,6 +102,17 @@ async def run(args: argparse.Namespace, settings: Settings | None) -> int:
     except (SeedError, ValueError) as exc:
         raise ConfigError(str(exc)) from None
 
+    try:
+        sf_sock = _listen(args.host, args.salesforce_port, "--salesforce-port P")
+    except PortBusyError as exc:
+        print(f"syncd simulate: Salesforce simulator: {exc}", file=sys.stderr)
+        return 1
+    try:
+        pd_sock = _listen(args.host, args.pardot_port, "--pardot-port Q")
+    except PortBusyError as exc:
+        sf_sock.close()
+        print(f"syncd simulate: Pardot simulator: {exc}", file=sys.stderr)
+        return 1
     sf = _server(world.salesforce.app, args.host, args.salesforce_port)
     pd = _server(world.pardot.app, args.host, args.pardot_port)
     loop = asyncio.get_running_loop()
@@ -74,7 +124,10 @@ async def run(args: argparse.Namespace, settings: Settings | None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop)
 
-    tasks = [asyncio.create_task(sf.serve()), asyncio.create_task(pd.serve())]
+    tasks = [
+        asyncio.create_task(sf.serve(sockets=[sf_sock])),
+        asyncio.create_task(pd.serve(sockets=[pd_sock])),
+    ]
     while not (sf.started and pd.started):
         if any(t.done() for t in tasks):
             stop()
@@ -83,8 +136,8 @@ async def run(args: argparse.Namespace, settings: Settings | None) -> int:
             return 1
         await asyncio.sleep(0.02)
     host = args.host if ":" not in args.host else f"[{args.host}]"
-    world.salesforce.base_url = f"http://{host}:{_bound_port(sf)}"
-    world.pardot.base_url = f"http://{host}:{_bound_port(pd)}"
+    world.salesforce.base_url = f"http://{host}:{sf_sock.getsockname()[1]}"
+    world.pardot.base_url = f"http://{host}:{pd_sock.getsockname()[1]}"
     print(f"salesforce: {world.salesforce.base_url}", flush=True)
     print(f"pardot: {world.pardot.base_url}", flush=True)
     for key, value in sorted(world.settings_env().items()):

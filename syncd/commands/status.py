@@ -15,19 +15,16 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from syncd.commands._store import open_existing_store
 from syncd.runtime.budget import ApiBudget, SideFigures
+from syncd.runtime.login import LOGIN_FAILING_KV
 from syncd.runtime.snapshot import Snapshot, read_snapshot
 from syncd.settings import Settings
 from syncd.store import Store
 
 
 async def run(args: argparse.Namespace, settings: Settings) -> int:
-    store = await Store.open(
-        settings.database.url,
-        busy_timeout_ms=settings.database.busy_timeout_ms,
-        migrate=False,
-        check_schema=True,
-    )
+    store = await open_existing_store(settings)
     try:
         now = datetime.now(UTC)
         snap = await read_snapshot(store, now=now, stale_s=settings.ops.heartbeat_stale_s)
@@ -39,18 +36,30 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         )
         await budget.sync()  # reads the shared 24-hour counts and org usage; nothing to add
         figures = budget.figures()
+        login = await _login_failing(store, snap)
     finally:
         await store.aclose()
     if getattr(args, "json", False):
-        print(json.dumps(status_json(snap, figures), indent=2))
+        print(json.dumps(status_json(snap, figures, login), indent=2))
     else:
-        render(snap, figures, Console())
+        render(snap, figures, Console(), login)
     return 0
 
 
-def status_json(snap: Snapshot, figures: list[SideFigures]) -> dict[str, Any]:
-    """The whole status as a JSON-ready dict."""
+async def _login_failing(store: Store, snap: Snapshot) -> dict[str, Any] | None:
+    """The refused login a live `syncd run` reports (`syncd.runtime.login`), if any."""
+    async with store.read() as tx:
+        entry = await store.kv.get(tx, LOGIN_FAILING_KV)
+    live = {h.process_id for h in snap.live(role=None)}
+    return entry if isinstance(entry, dict) and entry.get("process_id") in live else None
+
+
+def status_json(
+    snap: Snapshot, figures: list[SideFigures], login: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The whole status as a JSON-ready dict (`login_refused`: null, or the failing side)."""
     out = snap.to_json()
+    out["login_refused"] = login
     out["api"] = {
         f.system: {
             "own_calls_24h": f.own_calls_24h,
@@ -96,7 +105,12 @@ def _when(at: datetime | None, now: datetime) -> str:
     return f"{at.strftime('%Y-%m-%d %H:%M:%S')}Z ({_age((now - at).total_seconds())} ago)"
 
 
-def render(snap: Snapshot, figures: list[SideFigures], console: Console) -> None:
+def render(
+    snap: Snapshot,
+    figures: list[SideFigures],
+    console: Console,
+    login: dict[str, Any] | None = None,
+) -> None:
     """Print the status as tables."""
     q = snap.queue
     queue = Table(title="Queue", show_header=True, header_style="bold")
@@ -132,6 +146,8 @@ def render(snap: Snapshot, figures: list[SideFigures], console: Console) -> None
         org_used, org_limit = _org_used(snap, f), _org_limit(snap, f)
         org = "-" if org_used is None else f"{org_used}" + (f" / {org_limit}" if org_limit else "")
         state = f"paused: {f.reason}" if f.paused else "ok"
+        if login is not None and login.get("system") == f.system:
+            state = f"login refused since {login.get('since')} ({login.get('code')})"
         api.add_row(
             f.system,
             str(f.own_calls_24h),

@@ -2,7 +2,10 @@
 
 The default map follows the seed ("Things to Know Before Activating Your CRM Connector"): the
 CRM is master for conflicts, except Pardot Campaign, Comments, Created Date, Last Activity,
-Score and Grade, where Pardot is master; the email opt-out follows the most recent change.
+Score and Grade, where Pardot is master. The email opt-out pair (`optedOut` <->
+`HasOptedOutOfEmail`) is `opt_out_wins`: an opt-out on either side is never undone by a sync, and
+an opt-in travels only from `sync.opt_in_owner` (Salesforce's own connector dropped "most
+recent" for Opted Out; `recent` stays available as a `[fields]` policy).
 Settings `[fields]` entries override or add rules (`FieldMap.with_overrides`).
 """
 
@@ -76,7 +79,9 @@ def is_read_only_pardot_field(name: str) -> bool:
 
 
 # Policies that may send a value to Pardot (a read-only Pardot field cannot have them).
-_WRITES_PARDOT: Final = frozenset({Policy.CRM, Policy.RECENT, Policy.TO_PARDOT})
+_WRITES_PARDOT: Final = frozenset(
+    {Policy.CRM, Policy.RECENT, Policy.TO_PARDOT, Policy.OPT_OUT_WINS}
+)
 
 
 # Pardot fields every sync reads besides the mapped ones.
@@ -89,7 +94,8 @@ PARDOT_RECORD_FIELDS: Final = (
     *PARDOT_LINK_FIELDS,
 )
 
-# Salesforce fields every sync reads besides the mapped ones.
+# Salesforce fields every sync reads besides the mapped ones. `MasterRecordId` is null on live
+# records; read through `queryAll` on a deleted one it names the survivor of a merge.
 CRM_RECORD_FIELDS: Final[Mapping[CrmType, tuple[str, ...]]] = {
     CrmType.LEAD: (
         "Id",
@@ -99,6 +105,7 @@ CRM_RECORD_FIELDS: Final[Mapping[CrmType, tuple[str, ...]]] = {
         "LastModifiedDate",
         "SystemModstamp",
         "IsDeleted",
+        "MasterRecordId",
         "IsConverted",
         "ConvertedContactId",
     ),
@@ -110,6 +117,7 @@ CRM_RECORD_FIELDS: Final[Mapping[CrmType, tuple[str, ...]]] = {
         "LastModifiedDate",
         "SystemModstamp",
         "IsDeleted",
+        "MasterRecordId",
     ),
 }
 
@@ -137,6 +145,11 @@ class FieldRule:
                 f"fields.{self.pardot}: kind {self.kind!r} is not one of {', '.join(sorted(KINDS))}"
             )
         object.__setattr__(self, "policy", Policy(self.policy))
+        if self.policy is Policy.OPT_OUT_WINS and self.kind != "bool":
+            raise ValueError(
+                f'fields.{self.pardot}: policy "opt_out_wins" is for an opt-out flag; set '
+                f'kind = "bool" (not {self.kind!r}) or choose another policy'
+            )
 
     def crm_name(self, crm_type: CrmType) -> str | None:
         """The Salesforce field for that object, or None when the field is not on it."""
@@ -191,7 +204,7 @@ _DEFAULT_RULES: Final = (
     _rule("zip", "PostalCode", "MailingPostalCode"),
     _rule("country", "Country", "MailingCountry"),
     _rule("source", "LeadSource"),
-    _rule("optedOut", "HasOptedOutOfEmail", policy=Policy.RECENT, kind="bool"),
+    _rule("optedOut", "HasOptedOutOfEmail", policy=Policy.OPT_OUT_WINS, kind="bool"),
     _rule("score", "pi__score__c", policy=Policy.PARDOT, kind="int"),
     _rule("grade", "pi__grade__c", policy=Policy.PARDOT),
     _rule("campaignId", "pi__campaign__c", policy=Policy.PARDOT),
@@ -317,7 +330,12 @@ class FieldMap:
                 kind=(
                     str(kind)
                     if kind is not _MISSING and kind is not None
-                    else (current.kind if current else "str")
+                    # a new opt_out_wins field is a flag: no kind to spell out
+                    else (
+                        current.kind
+                        if current
+                        else ("bool" if policy is Policy.OPT_OUT_WINS else "str")
+                    )
                 ),
             )
         ordered = [rules.pop(r.pardot) for r in self.rules]

@@ -7,12 +7,14 @@ else a Contact with the same email; else a Lead with the same email; else a new 
 prospect is assigned; else nothing until it is assigned. Duplicates resolve to the oldest
 record (CreatedDate, then Id) so every run picks the same one. A Lead converted to a Contact
 moves the link to the Contact; a linked record deleted in the CRM marks the link deleted and is
-never re-created.
+never re-created, unless it was MERGED into another record (deleted with a `MasterRecordId`):
+then the link follows the survivor (RULES.md 2a), with the first-sync rules against it.
+A prospect in Pardot's recycle bin is skipped (never an error); restored, it syncs again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -27,7 +29,19 @@ from syncd.domain.models import (
 )
 from syncd.domain.values import parse_datetime
 
-__all__ = ["Match", "email_key", "first_record", "match_by_email", "mirrored_record", "resolve"]
+__all__ = [
+    "MAX_MERGE_HOPS",
+    "Match",
+    "email_key",
+    "first_record",
+    "match_by_email",
+    "merge_survivor",
+    "mirrored_record",
+    "resolve",
+]
+
+# A survivor merged again later: follow MasterRecordId this many times at most.
+MAX_MERGE_HOPS = 5
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -180,6 +194,31 @@ def _by_email(inp: ProspectInput, *, may_create: bool, prefix: str = "") -> Matc
     return Match(action=LinkAction.CREATE_LEAD, reason=why, crm_type=CrmType.LEAD)
 
 
+def merge_survivor(
+    record: CrmRecord, known: Mapping[str, CrmRecord], *, max_hops: int = MAX_MERGE_HOPS
+) -> CrmRecord | None:
+    """The live record at the end of `record`'s MasterRecordId chain, from the records read.
+
+    `known` maps ids (15- or 18-character) to records read with `queryAll` (deleted ones
+    included). None when `record` is not a merge loser, a link of the chain was not read, the
+    end is deleted without a master (a delete after the merge), or the chain is longer than
+    `max_hops` (or loops). The load stage reads the chain hop by hop: the masters of the losers
+    it has, then theirs, and gives the result as `ProspectInput.survivor`.
+    """
+    by_key = {sf_id_key(k): v for k, v in known.items()}
+    current = record
+    for _ in range(max_hops):
+        if not current.is_deleted or not current.master_record_id:
+            return None
+        nxt = by_key.get(sf_id_key(current.master_record_id))
+        if nxt is None:
+            return None
+        if not nxt.is_deleted:
+            return nxt
+        current = nxt
+    return None
+
+
 def mirrored_record(records: Iterable[CrmRecord]) -> CrmRecord | None:
     """Of the records whose mirror field names one prospect, the one to link: a live Contact
     first, then a Lead (the oldest of several); a converted Lead is followed by the caller."""
@@ -204,15 +243,82 @@ def _by_mirror(inp: ProspectInput) -> Match | None:
     )
 
 
+def _merged(inp: ProspectInput, loser: CrmRecord, action: LinkAction, why: str) -> Match:
+    """The link of a merge loser follows its survivor (`inp.survivor`); never a delete."""
+    master = loser.master_record_id or ""
+    into = f"{loser.type} {loser.id} merged into {crm_type_of_id(master) or 'record'} {master}"
+    survivor = inp.survivor
+    if survivor is None or not same_sf_id(survivor.id, master):
+        return Match(
+            action=LinkAction.SKIP,
+            reason=f"{why}{into}, which was not loaded; retried on the next change",
+            crm_type=loser.type,
+            crm_id=loser.id,
+        )
+    if survivor.is_deleted:
+        return Match(
+            action=LinkAction.SKIP,
+            reason=f"{why}{into}, deleted too (its merge chain was not followed); retried on "
+            "the next change",
+            crm_type=loser.type,
+            crm_id=loser.id,
+        )
+    if sf_id_key(survivor.id) in {sf_id_key(t) for t in inp.taken_crm_ids}:
+        return Match(
+            action=LinkAction.SKIP,
+            reason=f"{why}{into}, which already syncs with another prospect: the link was not "
+            "moved (merge the duplicate prospects in Pardot)",
+            crm_type=loser.type,
+            crm_id=loser.id,
+        )
+    followed = _follow(inp, survivor, action, f"{why}{into}: the link follows the survivor")
+    if followed.action in (LinkAction.KEEP, LinkAction.LINK) and action is LinkAction.KEEP:
+        return Match(
+            action=LinkAction.MOVE_TO_SURVIVOR,
+            reason=followed.reason,
+            record=followed.record,
+            crm_type=followed.crm_type,
+            crm_id=followed.crm_id,
+            from_crm_id=loser.id,
+        )
+    if followed.action is LinkAction.MOVE_TO_CONTACT:
+        # The survivor is a converted Lead: the link goes on to its Contact.
+        return Match(
+            action=LinkAction.MOVE_TO_SURVIVOR,
+            reason=f"{into}, {followed.reason}",
+            record=followed.record,
+            crm_type=followed.crm_type,
+            crm_id=followed.crm_id,
+            from_crm_id=loser.id,
+        )
+    return followed
+
+
 def resolve(inp: ProspectInput) -> Match:
     """Decide the link action for an item that has a prospect."""
     prospect = inp.prospect
     if prospect is None:
         return Match(action=LinkAction.SKIP, reason="no prospect")
     if prospect.is_deleted:
-        return Match(action=LinkAction.SKIP, reason="prospect is deleted in Pardot")
+        return Match(
+            action=LinkAction.SKIP,
+            reason=f"prospect {prospect.id} is in Pardot's recycle bin: not synced (it syncs "
+            "again once restored)",
+        )
     link = inp.link
     if link is not None:
+        record = inp.linked
+        if (
+            link.crm_deleted
+            and record is not None
+            and record.is_deleted
+            and record.master_record_id
+            and same_sf_id(record.id, link.crm_id)
+            and inp.survivor is not None
+        ):
+            # Marked crm_deleted before merges were followed (or before the merge was seen):
+            # it was a merge after all, so the link follows the survivor and syncing resumes.
+            return _merged(inp, record, LinkAction.KEEP, "")
         if link.crm_deleted:
             return Match(
                 action=LinkAction.SKIP,
@@ -222,6 +328,8 @@ def resolve(inp: ProspectInput) -> Match:
                 crm_id=link.crm_id,
             )
         record = inp.linked
+        if record is not None and record.is_deleted and record.master_record_id:
+            return _merged(inp, record, LinkAction.KEEP, "")
         if record is None or record.is_deleted:
             return _deleted(
                 link.crm_type, link.crm_id, f"{link.crm_type} {link.crm_id} deleted in the CRM"
@@ -236,6 +344,13 @@ def resolve(inp: ProspectInput) -> Match:
             return _follow(
                 inp, record, LinkAction.LINK, f"{record.type} named by the prospect's CRM id"
             )
+        if (
+            record is not None
+            and same_sf_id(record.id, prospect.crm_id)
+            and record.master_record_id
+            and inp.survivor is not None
+        ):
+            return _merged(inp, record, LinkAction.LINK, "the prospect's CRM id: ")
         # The record Pardot names is gone (deleted, or merged into another record): fall back
         # to email, but never create a replacement for a deleted record.
         return _by_email(inp, may_create=False, prefix=f"CRM id {prospect.crm_id} not found; ")

@@ -11,6 +11,14 @@ base (what each side held after the last sync, kept in `Link.base`):
 4. both changed, or no base yet (first sync) -> the policy's master wins: `crm` the CRM,
    `pardot` Pardot, `recent` the side modified last (ties: the CRM).
 
+`opt_out_wins` (the default for the email opt-out pair: an unsubscribe is a legal fact, not a
+field value) replaces steps 2-4 for a flag whose true value means "opted out" (blank = false):
+- an opt-out recorded on either side since the last sync (or, with no base yet, either side
+  opted out) wins: both sides end opted out;
+- an opt-in (clearing the flag) travels only from the side configured as its owner
+  (`sync.opt_in_owner`, Pardot by default); an opt-in on the other side is undone (the opt-out
+  is written back to it), so the two sides never disagree about an unsubscribe.
+
 One-way policies (`to_pardot`, `to_crm`) copy from their source when it changed (or when the
 target is blank) and never write the other way; `none` fields are ignored. With
 `blank_overwrites` a blank is an ordinary value in every step above.
@@ -141,6 +149,40 @@ def _two_way_winner(
     return winner, f"conflict ({why}): {master}"
 
 
+def _side_name(side: str) -> str:
+    return "Pardot" if side == PARDOT else "the CRM"
+
+
+def _opt_out_winner(
+    p: Scalar, c: Scalar, p_changed: bool, c_changed: bool, first: bool, opt_in_owner: str
+) -> tuple[str, str]:
+    """(winning side, reason) for an `opt_out_wins` flag whose sides differ (one is opted out)."""
+    out_side, in_side = (PARDOT, CRM) if p is True else (CRM, PARDOT)
+    if out_side == PARDOT:
+        out_changed, in_changed = p_changed, c_changed
+    else:
+        out_changed, in_changed = c_changed, p_changed
+    if first:
+        return out_side, (
+            f"opt_out_wins: first sync, opted out in {_side_name(out_side)}: both sides end "
+            "opted out"
+        )
+    if out_changed or not in_changed:
+        return out_side, (
+            f"opt_out_wins: opted out in {_side_name(out_side)} since the last sync: "
+            "an opt-out is never undone by a sync"
+        )
+    if in_side == opt_in_owner:
+        return in_side, (
+            f"opt_out_wins: opted in again in {_side_name(in_side)}, the opt-in owner "
+            "(sync.opt_in_owner): the opt-in travels"
+        )
+    return out_side, (
+        f"opt_out_wins: opt-in in {_side_name(in_side)} not applied: only "
+        f"{_side_name(opt_in_owner)} (sync.opt_in_owner) may clear an opt-out; opted out again"
+    )
+
+
 def _one_way(
     rule: FieldRule, source_value: Scalar, target_value: Scalar, source_changed: bool
 ) -> str | None:
@@ -164,8 +206,12 @@ def merge_field(
     base_crm: Any = MISSING,
     pardot_updated_at: datetime,
     crm_last_modified: datetime,
+    opt_in_owner: str = PARDOT,
 ) -> FieldMerge:
-    """Merge one field; `base_*` omitted = the field was never merged (first sync)."""
+    """Merge one field; `base_*` omitted = the field was never merged (first sync).
+
+    `opt_in_owner` ("pardot" or "crm") is the side whose opt-in travels for `opt_out_wins`.
+    """
     crm_field = rule.crm_name(crm_type)
     if crm_field is None or not rule.synced:
         raise ValueError(f"fields.{rule.pardot} does not sync with {crm_type}")
@@ -173,6 +219,14 @@ def merge_field(
         rule = replace(rule, policy=rule.effective_policy)
     p = canonical(rule.kind, pardot_raw)
     c = canonical(rule.kind, crm_raw)
+    if rule.policy is Policy.OPT_OUT_WINS:
+        # A flag: blank reads as "not opted out", so an unset side never hides an opt-out.
+        p, c = p is True, c is True
+        pardot_raw, crm_raw = p, c
+        if base_pardot is not MISSING:
+            base_pardot = canonical(rule.kind, base_pardot) is True
+        if base_crm is not MISSING:
+            base_crm = canonical(rule.kind, base_crm) is True
     if p == c:
         return FieldMerge(base_pardot=p, base_crm=c)
     first = base_pardot is MISSING and base_crm is MISSING
@@ -188,6 +242,8 @@ def merge_field(
     elif rule.policy is Policy.TO_CRM:
         reason = _one_way(rule, p, c, p_changed)
         winner = PARDOT if reason else None
+    elif rule.policy is Policy.OPT_OUT_WINS:
+        winner, reason = _opt_out_winner(p, c, p_changed, c_changed, first, opt_in_owner)
     else:
         winner, reason = _two_way_winner(
             rule, p, c, p_changed, c_changed, first, (pardot_updated_at, crm_last_modified)
@@ -244,8 +300,12 @@ def merge_record(
     prospect: Prospect,
     record: CrmRecord,
     base: Mapping[str, Any],
+    *,
+    opt_in_owner: str = PARDOT,
 ) -> MergeResult:
     """Merge every synced field of the prospect with the record against `base`.
+
+    `opt_in_owner` is passed to `merge_field` for `opt_out_wins` fields.
 
     A field not loaded on either side is left alone (and keeps its base): an unknown value
     must never be mistaken for a blank.
@@ -279,6 +339,7 @@ def merge_record(
             base_crm=base_c.get(rule.pardot, MISSING),
             pardot_updated_at=prospect.updated_at,
             crm_last_modified=record.last_modified,
+            opt_in_owner=opt_in_owner,
         )
         new_p[rule.pardot] = outcome.base_pardot
         new_c[rule.pardot] = outcome.base_crm

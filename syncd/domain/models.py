@@ -55,6 +55,9 @@ class Policy(StrEnum):
     CRM = "crm"  # two-way; the CRM is master on conflicts
     PARDOT = "pardot"  # two-way; Pardot is master on conflicts
     RECENT = "recent"  # two-way; the side modified last wins on conflicts (ties: CRM)
+    # two-way, for an opt-out flag: an opt-out recorded on either side wins; an opt-in (clearing)
+    # travels only from `SyncConfig.opt_in_owner` (merge.py says how)
+    OPT_OUT_WINS = "opt_out_wins"
     TO_PARDOT = "to_pardot"  # CRM -> Pardot only
     TO_CRM = "to_crm"  # Pardot -> CRM only
     NONE = "none"  # not synced
@@ -68,6 +71,13 @@ class LinkAction(StrEnum):
     CREATE_LEAD = "create_lead"  # create a Lead from the prospect, then link
     MOVE_TO_CONTACT = "move_to_contact"  # the linked Lead was converted: link to its Contact
     MARK_DELETED = "mark_deleted"  # the record was deleted in the CRM: flag, never re-create
+    # the linked record was merged into another (MasterRecordId): the link follows the survivor
+    MOVE_TO_SURVIVOR = "move_to_survivor"
+    # the record was deleted in the CRM and `sync.crm_delete_action = "recycle"`: flag the link
+    # as `MARK_DELETED` does and send the prospect to Pardot's recycle bin (DELETE)
+    RECYCLE_PROSPECT = "recycle_prospect"
+    # nothing is written; the item goes to the sync error queue (`Plan.error` says why)
+    FAIL = "fail"
     SKIP = "skip"  # nothing is synced now (`Plan.skip_reason` says why)
     CREATE_PROSPECT = "create_prospect"  # CRM-only record with auto-create on: new prospect
 
@@ -171,6 +181,9 @@ class CrmRecord:
     is_converted: bool = False
     converted_contact_id: str | None = None
     is_deleted: bool = False
+    # A deleted record merged into another: the survivor's id (Salesforce `MasterRecordId`,
+    # read with the `queryAll` resource); None for a plain delete or a live record.
+    master_record_id: str | None = None
 
     def __post_init__(self) -> None:
         _set_frozen(self, "fields", freeze(self.fields))
@@ -289,6 +302,12 @@ class SyncConfig:
     this instant get a prospect (the real setting is not retroactive); None = no limit.
     `crm_link_field`: the Salesforce custom field on Lead and Contact that mirrors the link (it
     holds the prospect id; RULES.md 2a); None = no mirror.
+    `crm_delete_action`: what a linked record deleted in the CRM (not merged) does to its
+    prospect: "mark" (the link is marked `crm_deleted`, nothing is written) or "recycle" (also
+    send the prospect to Pardot's recycle bin, as Salesforce's own connector does). A merge is
+    never a delete: the link follows the survivor.
+    `opt_in_owner`: the side whose opt-in (clearing an opt-out) travels to the other side for
+    `opt_out_wins` fields: "pardot" (where the email preference center lives) or "crm".
     """
 
     field_map: FieldMap
@@ -298,8 +317,16 @@ class SyncConfig:
     auto_create_prospects: bool = False
     auto_create_since: datetime | None = None
     crm_link_field: str | None = None
+    crm_delete_action: Literal["mark", "recycle"] = "mark"
+    opt_in_owner: Literal["pardot", "crm"] = "pardot"
 
     def __post_init__(self) -> None:
+        if self.crm_delete_action not in ("mark", "recycle"):
+            raise ValueError(
+                f"sync.crm_delete_action must be mark or recycle, not {self.crm_delete_action!r}"
+            )
+        if self.opt_in_owner not in ("pardot", "crm"):
+            raise ValueError(f"sync.opt_in_owner must be pardot or crm, not {self.opt_in_owner!r}")
         if self.assignment not in ("user", "queue", "rule"):
             raise ValueError(
                 f"sync.assignment must be user, queue or rule, not {self.assignment!r}"
@@ -327,6 +354,16 @@ class ProspectInput:
       per the seed, such a prospect gets a Lead of its own when assigned.
     - `mirrored`: records whose mirror field (`SyncConfig.crm_link_field`) names this prospect:
       with no stored link, the link is rebuilt from them before any matching by email.
+    - `survivor`: when `linked` is deleted with a `master_record_id` (a merge loser), the live
+      record at the end of the MasterRecordId chain, read now (None = not loaded / not found).
+    - `email_owners`: for the emails this item may write (the prospect's and the linked
+      record's, keyed by `match.email_key`), the id of ANOTHER prospect whose stored link holds
+      that email. A write of such an email is refused (FAIL), never a silent relink.
+    - `recycled_prospect_ids`: for CRM-only items, prospects in Pardot's recycle bin that the
+      record is linked to or that have its email: auto-create never re-creates them.
+    - `merged_prospect_ids`: for CRM-only items, prospects linked to records that were merged
+      into this one (losers with `MasterRecordId` = this record): their links follow it, so
+      auto-create must not make it a prospect of its own.
     """
 
     prospect: Prospect | None
@@ -338,9 +375,16 @@ class ProspectInput:
     crm_record: CrmRecord | None = None
     taken_crm_ids: frozenset[str] = frozenset()
     mirrored: Sequence[CrmRecord] = ()
+    survivor: CrmRecord | None = None
+    email_owners: Mapping[str, int] = field(default_factory=lambda: EMPTY)
+    recycled_prospect_ids: frozenset[int] = frozenset()
+    merged_prospect_ids: frozenset[int] = frozenset()
 
     def __post_init__(self) -> None:
         _set_frozen(self, "mirrored", tuple(self.mirrored))
+        _set_frozen(self, "email_owners", MappingProxyType(dict(self.email_owners)))
+        _set_frozen(self, "recycled_prospect_ids", frozenset(self.recycled_prospect_ids))
+        _set_frozen(self, "merged_prospect_ids", frozenset(self.merged_prospect_ids))
         _set_frozen(self, "candidates", tuple(self.candidates))
         _set_frozen(self, "emails", tuple(self.emails))
         _set_frozen(self, "taken_crm_ids", frozenset(self.taken_crm_ids))

@@ -16,8 +16,15 @@ Pipeline contract:
   `crm_id`) with `new_base`; its next sync writes the mirror field when one is configured.
 - `MOVE_TO_CONTACT` / `LINK` / `KEEP`: write `crm_update` to the record `crm_id`, `pardot_update`
   to the prospect, create `tasks`, store the link (`crm_type`, `crm_id`) with `new_base`.
+- `MOVE_TO_SURVIVOR`: the linked record was merged into another (`from_crm_id` = the loser,
+  deleted with `MasterRecordId` = `crm_id`): as `MOVE_TO_CONTACT`; the plan was merged from no
+  base (first-sync rules against the survivor). No Lead is created, nothing is marked deleted.
 - `MARK_DELETED`: set the link's `crm_deleted`; nothing is written to either system.
-- `SKIP`: nothing; `skip_reason` says why.
+- `RECYCLE_PROSPECT` (`sync.crm_delete_action = "recycle"`): as `MARK_DELETED`, and DELETE the
+  prospect in Pardot (`pardot_delete`; it goes to the recycle bin; already gone counts as done).
+- `FAIL`: nothing is written; the item goes to the sync error queue with `error.code` and
+  `error.message` (a permanent error: retried when the prospect or record changes again).
+- `SKIP`: nothing; `skip_reason` says why. A skip stores nothing, so it is never sticky.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ from datetime import UTC, date, datetime
 from typing import Any, Final
 
 from syncd.domain.fieldmap import REQUIRED_CRM_FIELDS, FieldMap
-from syncd.domain.match import Match, resolve
+from syncd.domain.match import Match, email_key, resolve
 from syncd.domain.merge import (
     BASE_CRM,
     BASE_PARDOT,
@@ -68,6 +75,7 @@ __all__ = [
     "Decision",
     "LinkAction",
     "Plan",
+    "PlanError",
     "TaskSpec",
     "mirror_value",
     "parse_task_marker",
@@ -136,6 +144,18 @@ def _frozen_map(value: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class PlanError:
+    """Why a `FAIL` plan sends its item to the sync error queue (a permanent error)."""
+
+    code: str
+    message: str
+
+
+# PlanError codes.
+EMAIL_IN_USE: Final = "EMAIL_IN_USE"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Plan:
     """Everything to do for one item. Mappings are read-only and sorted by key."""
 
@@ -152,7 +172,9 @@ class Plan:
     new_base: Mapping[str, Any] | None = None  # store as JSON via models.thaw
     decisions: tuple[Decision, ...] = ()
     skip_reason: str | None = None
-    from_crm_id: str | None = None  # MOVE_TO_CONTACT: the converted Lead the link leaves
+    from_crm_id: str | None = None  # MOVE_TO_CONTACT / MOVE_TO_SURVIVOR: the record it leaves
+    pardot_delete: bool = False  # RECYCLE_PROSPECT: DELETE the prospect (to the recycle bin)
+    error: PlanError | None = None  # FAIL: the error queue entry
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "create_lead", _frozen_map(self.create_lead))
@@ -171,6 +193,7 @@ class Plan:
             + bool(self.crm_update)
             + bool(self.pardot_update)
             + (self.pardot_create is not None)
+            + self.pardot_delete
             + len(self.tasks)
         )
 
@@ -295,9 +318,15 @@ def _merge_plan(
     config: SyncConfig,
     directory: Directory,
 ) -> Plan:
-    # A new link (LINK) starts from no base: the first sync rules apply.
-    base = inp.link.base if inp.link is not None and match.action is not LinkAction.LINK else EMPTY
-    merged = merge_record(config.field_map, prospect, record, base)
+    # A new link (LINK, or a merge's survivor) starts from no base: the first sync rules apply.
+    fresh = match.action in (LinkAction.LINK, LinkAction.MOVE_TO_SURVIVOR)
+    base = inp.link.base if inp.link is not None and not fresh else EMPTY
+    merged = merge_record(
+        config.field_map, prospect, record, base, opt_in_owner=config.opt_in_owner
+    )
+    clash = _email_clash(inp, prospect, record, merged.pardot_update, merged.crm_update, config)
+    if clash is not None:
+        return clash
     owner_update, owner_decisions = sync_owner(prospect, record, directory)
     mirror_update, mirror_decisions = _mirror_update(prospect, record, config)
     tasks, task_decisions = _tasks(
@@ -326,6 +355,49 @@ def _merge_plan(
         ),
         from_crm_id=match.from_crm_id,
     )
+
+
+def _email_clash(
+    inp: ProspectInput,
+    prospect: Prospect,
+    record: CrmRecord,
+    pardot_update: Mapping[str, Any],
+    crm_update: Mapping[str, Any],
+    config: SyncConfig,
+) -> Plan | None:
+    """A FAIL plan when the merge would write an email that ANOTHER linked prospect has.
+
+    An email change never moves a link; writing an address another synced prospect already
+    holds would leave two prospects on one address, so it is an error an admin settles.
+    """
+    rule = config.field_map.rule("email")
+    crm_field = rule.crm_name(record.type) if rule is not None else None
+    writes = []
+    if "email" in pardot_update:
+        writes.append(("Pardot", "the CRM", pardot_update["email"]))
+    if crm_field is not None and crm_field in crm_update:
+        writes.append(("the CRM", "Pardot", crm_update[crm_field]))
+    for target, source, value in writes:
+        key = email_key(value if isinstance(value, str) else None)
+        other = inp.email_owners.get(key) if key is not None else None
+        if other is None or other == prospect.id:
+            continue
+        message = (
+            f"the email changed in {source} to {value}, but prospect {other} already syncs "
+            f"with that address; not written to {target} and the link of prospect "
+            f"{prospect.id} to {record.type} {record.id} is kept (an email change never "
+            "relinks). Fix the address on one side, or merge the two prospects in Pardot, "
+            "then run `syncd errors retry`"
+        )
+        return Plan(
+            prospect_id=prospect.id,
+            action=LinkAction.FAIL,
+            crm_type=record.type,
+            crm_id=record.id,
+            error=PlanError(code=EMAIL_IN_USE, message=message),
+            decisions=(Decision(action="error", reason=message, field="email", new=value),),
+        )
+    return None
 
 
 def _lead_values(field_map: FieldMap, prospect: Prospect) -> dict[str, Scalar]:
@@ -418,12 +490,25 @@ def _skip(prospect_id: int | None, reason: str, **target: Any) -> Plan:
     )
 
 
-def _crm_only_plan(inp: ProspectInput, config: SyncConfig, directory: Directory) -> Plan:
-    """A CRM change with no prospect: create one when auto-create is on (seed row 2)."""
-    record = inp.crm_record
-    if record is None:
-        return _skip(None, "nothing to sync: no prospect and no CRM record")
+def _crm_only_refusal(inp: ProspectInput, record: CrmRecord, config: SyncConfig) -> Plan | None:
+    """The SKIP plan of a CRM-only record that gets no prospect, or None to create one."""
     target = {"crm_type": record.type, "crm_id": record.id}
+    if inp.recycled_prospect_ids:
+        ids = ", ".join(str(i) for i in sorted(inp.recycled_prospect_ids))
+        return _skip(
+            None,
+            f"prospect {ids} of {record.type} {record.id} is in Pardot's recycle bin: not "
+            "synced and not re-created (restore it in Pardot to sync again)",
+            **target,
+        )
+    if inp.merged_prospect_ids:
+        ids = ", ".join(str(i) for i in sorted(inp.merged_prospect_ids))
+        return _skip(
+            None,
+            f"{record.type} {record.id} is the survivor of a merge: the link of prospect {ids} "
+            "follows it, so no new prospect is created",
+            **target,
+        )
     if inp.link is not None:
         return _skip(
             None, f"linked prospect {inp.link.prospect_id} was not found in Pardot", **target
@@ -436,10 +521,26 @@ def _crm_only_plan(inp: ProspectInput, config: SyncConfig, directory: Directory)
         return _skip(None, f"Lead {record.id} is converted; its Contact syncs instead", **target)
     if not record.email or not record.email.strip():
         return _skip(None, "auto-create needs an email", **target)
+    return None
+
+
+def _crm_only_plan(inp: ProspectInput, config: SyncConfig, directory: Directory) -> Plan:
+    """A CRM change with no prospect: create one when auto-create is on (seed row 2)."""
+    record = inp.crm_record
+    if record is None:
+        return _skip(None, "nothing to sync: no prospect and no CRM record")
+    refused = _crm_only_refusal(inp, record, config)
+    if refused is not None:
+        return refused
     since = parse_datetime(config.auto_create_since) if config.auto_create_since else None
     created = parse_datetime(record.created_date)
     if since is not None and created is not None and created < since:
-        return _skip(None, "created before auto-create was turned on (not retroactive)", **target)
+        return _skip(
+            None,
+            "created before auto-create was turned on (not retroactive)",
+            crm_type=record.type,
+            crm_id=record.id,
+        )
     values: dict[str, Scalar] = {}
     for rule in config.field_map.synced_rules(record.type):
         crm_field = rule.crm_name(record.type)
@@ -449,7 +550,7 @@ def _crm_only_plan(inp: ProspectInput, config: SyncConfig, directory: Directory)
         value = None if raw is MISSING else coerce(rule.kind, raw)
         if value is not None:
             values[rule.pardot] = value
-    values["email"] = record.email.strip()
+    values["email"] = (record.email or "").strip()  # checked non-blank by _crm_only_refusal
     user_id, owner_decision = assignee_for_new_prospect(record, directory)
     crm_values: dict[str, Any] = {}
     unknown: set[str] = set()
@@ -484,6 +585,29 @@ def _crm_only_plan(inp: ProspectInput, config: SyncConfig, directory: Directory)
     )
 
 
+def _recycle_plan(prospect: Prospect, match: Match) -> Plan:
+    """`sync.crm_delete_action = "recycle"`: the record is gone, so is the prospect (to the bin).
+
+    Only for a linked record deleted in the CRM (never a merge: `resolve` follows merges).
+    """
+    return Plan(
+        prospect_id=prospect.id,
+        action=LinkAction.RECYCLE_PROSPECT,
+        crm_type=match.crm_type,
+        crm_id=match.crm_id,
+        pardot_delete=True,
+        decisions=(
+            _match_decision(match),
+            Decision(
+                action="recycle_prospect",
+                reason=f"{match.crm_type} {match.crm_id} deleted in the CRM and "
+                'sync.crm_delete_action = "recycle": prospect sent to Pardot\'s recycle bin',
+                side="pardot",
+            ),
+        ),
+    )
+
+
 def reconcile(
     inp: ProspectInput, *, config: SyncConfig, directory: Directory, now: datetime
 ) -> Plan:
@@ -500,6 +624,8 @@ def reconcile(
     if match.action is LinkAction.SKIP:
         return _skip(prospect.id, match.reason, crm_type=match.crm_type, crm_id=match.crm_id)
     if match.action is LinkAction.MARK_DELETED:
+        if config.crm_delete_action == "recycle" and inp.link is not None:
+            return _recycle_plan(prospect, match)
         return Plan(
             prospect_id=prospect.id,
             action=LinkAction.MARK_DELETED,

@@ -61,8 +61,14 @@ def parse_datetime(value: Any) -> datetime | None:
     elif isinstance(value, date):
         parsed = datetime(value.year, value.month, value.day, tzinfo=UTC)
     elif isinstance(value, str):
+        text = value.strip()
+        # Both APIs send the extended form (2024-05-01...). Python also reads the basic form
+        # (20240501), which would turn a number's text into a date: "73930201" read back as
+        # 7393-02-01 made an echo of our own write look like an edit.
+        if len(text) < 10 or text[4:5] != "-":
+            return None
         try:
-            parsed = datetime.fromisoformat(value.strip())
+            parsed = datetime.fromisoformat(text)
         except ValueError:
             return None
     else:

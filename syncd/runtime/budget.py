@@ -1,7 +1,7 @@
 """The API budget: counts syncd's own calls per side and pauses a side when its budget is spent.
 
-Every HTTP call the clients make is reported to `ApiBudget.observer` (the clients' `on_call`
-hook). Calls are tallied in memory per system and hour, and `sync()` adds them to the store's
+Every HTTP call the clients make is reported to `ApiBudget.observer` (one of the clients' call
+hooks). Calls are tallied in memory per system and hour, and `sync()` adds them to the store's
 hourly counters, so every process sharing one store sees the same 24-hour total. `check(system)`
 raises `BudgetExhaustedError` while that side is paused; the decision itself is the pure
 `syncd.domain.budget.decide` (own share, org within 5 % of its limit, limit exceeded).
@@ -78,7 +78,7 @@ class ApiBudget:
     # -- feeding -------------------------------------------------------------------------------
 
     def observer(self) -> CallObserver:
-        """The `on_call` hook for both clients: counts each call, notes limit refusals."""
+        """The budget's call hook for both clients: counts each call, notes limit refusals."""
 
         def on_call(record: CallRecord) -> None:
             self.record(record)

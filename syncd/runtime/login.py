@@ -23,7 +23,10 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from syncd import errors, logs
+from syncd.store import Store
 
 log = logs.get(__name__)
 
@@ -121,3 +124,21 @@ class LoginWatch:
             "refusals": self.refusals,
             "message": logs.redact(self.failing.message)[:300],
         }
+
+
+async def save_login_state(
+    store: Store,
+    tx: AsyncConnection,
+    process_id: str,
+    entry: dict[str, object] | None,
+    *,
+    now: datetime,
+) -> None:
+    """Keep `entry` (`LoginWatch.entry`) in the store for `syncd check` and `syncd status`, or,
+    with None, remove this process's entry (another process's stays)."""
+    if entry is not None:
+        await store.kv.set(tx, LOGIN_FAILING_KV, entry, now=now)
+        return
+    current = await store.kv.get(tx, LOGIN_FAILING_KV)
+    if isinstance(current, dict) and current.get("process_id") == process_id:
+        await store.kv.delete(tx, LOGIN_FAILING_KV)

@@ -1,36 +1,41 @@
-"""Ops HTTP endpoint: `/healthz`, `/readyz` and `/metrics` on a small asyncio server.
+"""Ops HTTP server: uvicorn inside the daemon's own event loop, serving an ASGI app.
 
-Why `asyncio.start_server` and not uvicorn + starlette (both are dependencies): the endpoint has
-three GET routes with bodies of a few kilobytes, and it must live inside the daemon's own event
-loop and shutdown sequence. uvicorn's `Server.serve()` installs its own SIGINT/SIGTERM handlers and
-logging, which would fight the daemon's two-stage stop (`syncd.runtime.signals`); a hundred lines
-of HTTP/1.1 (one request per connection, bounded header size, a read timeout) have no such
-interplay and are easy to audit for the one security property that matters here: with
-`ops.bearer_token` set, every route but `/healthz` needs `Authorization: Bearer <token>`, compared
-in constant time (`hmac.compare_digest`), and the token is never echoed or logged.
+The app is the web console (`syncd.web.app.build_app`), which also answers `/healthz`,
+`/readyz` and `/metrics`; without a console (`OpsServer(handlers)`) it is those three routes
+alone (`syncd.web.app.ops_app`).
+
+Why uvicorn this way: `uvicorn.Server.serve()` normally installs its own SIGINT/SIGTERM
+handlers, which would fight the daemon's two-stage stop (`syncd.runtime.signals`: the first
+signal drains, the second cancels). `_QuietServer` turns that off (`capture_signals` does
+nothing), and the listening socket is bound here, so a busy port fails `start()` at once with
+an `OSError` the service turns into a configuration error. `aclose()` asks uvicorn to exit and
+waits for open requests up to `SHUTDOWN_S`.
 
 The endpoint is off unless `ops.listen` is set. A listen value without a host (`:9108`) binds
-127.0.0.1: metrics and readiness describe the business, so exposing them is an explicit choice.
+127.0.0.1: the console, metrics and readiness describe the business, so exposing them is an
+explicit choice.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
-import json
-from collections.abc import Awaitable, Callable
+import logging
+import socket
+from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
+import uvicorn
+from starlette.types import ASGIApp
+
 from syncd import logs
-from syncd.runtime.metrics import CONTENT_TYPE
 
 log = logs.get(__name__)
 
 DEFAULT_HOST = "127.0.0.1"
+SHUTDOWN_S = 2.0
 MAX_HEADER_BYTES = 16 * 1024
-READ_TIMEOUT_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,33 +64,43 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host, int(port)
 
 
-_REASONS = {
-    200: "OK",
-    400: "Bad Request",
-    401: "Unauthorized",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    500: "Internal Server Error",
-    503: "Service Unavailable",
-}
+class _QuietServer(uvicorn.Server):
+    """uvicorn without its own signal handling (the daemon owns SIGTERM/SIGINT)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
 
 
 class OpsServer:
-    """The ops endpoint. `await start()`, then `await aclose()`; `port` is the bound port."""
+    """Serve `app` (default: the three ops routes) on host:port. `await start()`, `aclose()`."""
 
     def __init__(
         self,
-        handlers: OpsHandlers,
+        handlers: OpsHandlers | None = None,
         *,
         host: str = DEFAULT_HOST,
         port: int = 0,
         bearer_token: str | None = None,
+        app: ASGIApp | None = None,
+        tls: tuple[str, str] | None = None,
+        warm_up: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
-        self._handlers = handlers
+        if app is None:
+            if handlers is None:
+                raise ValueError("OpsServer needs handlers or an app")
+            from syncd.web.app import ops_app
+
+            app = ops_app(handlers, bearer_token=bearer_token)
+        self._app = app
         self._host = host
         self._port = port
-        self._token = bearer_token.encode() if bearer_token else None
-        self._server: asyncio.Server | None = None
+        self._tls = tls
+        self._sock: socket.socket | None = None
+        self._server: _QuietServer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._warm_up = warm_up
+        self._warm_task: asyncio.Task[None] | None = None
 
     @property
     def host(self) -> str:
@@ -94,85 +109,84 @@ class OpsServer:
     @property
     def port(self) -> int:
         """The bound port (useful when started with port 0)."""
-        if self._server is None or not self._server.sockets:
+        if self._sock is None:
             return self._port
-        return int(self._server.sockets[0].getsockname()[1])
+        return int(self._sock.getsockname()[1])
+
+    @property
+    def sockets(self) -> list[socket.socket]:
+        return [] if self._sock is None else [self._sock]
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, self._host, self._port)
-        log.info("ops_listening", host=self._host, port=self.port, auth=self._token is not None)
+        """Bind (raising `OSError` when the address is taken) and start serving."""
+        family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            # Inherited by accepted connections: without it a keep-alive response written in
+            # two parts (headers, body) waits ~40 ms for the client's delayed ACK (Nagle).
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.bind((self._host, self._port))
+            sock.listen(128)
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        self._sock = sock
+        config = uvicorn.Config(
+            self._app,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            server_header=False,
+            proxy_headers=False,
+            h11_max_incomplete_event_size=MAX_HEADER_BYTES,
+            timeout_graceful_shutdown=int(SHUTDOWN_S),
+            ssl_certfile=self._tls[0] if self._tls else None,
+            ssl_keyfile=self._tls[1] if self._tls else None,
+            http="h11",
+            ws="none",
+        )
+        for name in ("uvicorn.error", "uvicorn.access"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+        self._server = _QuietServer(config)
+        self._task = asyncio.create_task(self._server.serve(sockets=[sock]), name="ops-server")
+        while not self._server.started and not self._task.done():
+            await asyncio.sleep(0.01)
+        if self._task.done():
+            self._task.result()  # raises what stopped it
+        log.info("ops_listening", host=self._host, port=self.port, tls=self._tls is not None)
+        if self._warm_up is not None:
+            self._warm_task = asyncio.create_task(self._warm(self._warm_up), name="ops-warm-up")
+
+    @staticmethod
+    async def _warm(fn: Callable[[], Awaitable[None]]) -> None:
+        """Fill the app's caches (the console's hourly counts) before anyone asks."""
+        try:
+            await fn()
+        except Exception as exc:  # a cache: the first page view fills it instead
+            log.warning("ops_warm_up_failed", error=type(exc).__name__)
 
     async def aclose(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), timeout=2.0)
-            self._server = None
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            status, ctype, body, extra = await self._respond(reader)
-        except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
-            status, ctype, body, extra = 400, "text/plain; charset=utf-8", b"bad request\n", {}
-        except ConnectionError:
-            writer.close()
-            return
-        except Exception as exc:  # a failing check must not kill the endpoint
-            log.warning("ops_handler_failed", error=str(exc))
-            status, ctype, body, extra = 500, "text/plain; charset=utf-8", b"internal error\n", {}
-        head = [
-            f"HTTP/1.1 {status} {_REASONS.get(status, '')}",
-            f"Content-Type: {ctype}",
-            f"Content-Length: {len(body)}",
-            "Cache-Control: no-store",
-            "Connection: close",
-            *(f"{k}: {v}" for k, v in extra.items()),
-        ]
-        with contextlib.suppress(ConnectionError):
-            writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
-            await writer.drain()
-        writer.close()
-        with contextlib.suppress(ConnectionError):
-            await writer.wait_closed()
-
-    async def _respond(
-        self, reader: asyncio.StreamReader
-    ) -> tuple[int, str, bytes, dict[str, str]]:
-        raw = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=READ_TIMEOUT_S)
-        if len(raw) > MAX_HEADER_BYTES:
-            raise ValueError("headers too large")
-        request_line, *header_lines = raw.decode("latin-1").split("\r\n")
-        method, target, _version = request_line.split(" ", 2)
-        headers = {}
-        for line in header_lines:
-            name, sep, value = line.partition(":")
-            if sep:
-                headers[name.strip().lower()] = value.strip()
-        path = target.split("?", 1)[0]
-        text = "text/plain; charset=utf-8"
-        if method not in ("GET", "HEAD"):
-            return 405, text, b"method not allowed\n", {"Allow": "GET, HEAD"}
-        if path not in ("/healthz", "/readyz", "/metrics"):
-            return 404, text, b"not found\n", {}
-        if path != "/healthz" and not self._authorized(headers.get("authorization", "")):
-            return 401, text, b"unauthorized\n", {"WWW-Authenticate": 'Bearer realm="syncd"'}
-        body: bytes
-        if path == "/metrics":
-            status, ctype, body = 200, CONTENT_TYPE, (await self._handlers.metrics()).encode()
-        else:
-            if path == "/healthz":
-                check = self._handlers.healthz()
-            else:
-                check = await self._handlers.readyz()
-            status = 200 if check.ok else 503
-            ctype = "application/json"
-            body = json.dumps({"ok": check.ok, **check.reasons}, default=str).encode() + b"\n"
-        return status, ctype, b"" if method == "HEAD" else body, {}
-
-    def _authorized(self, header: str) -> bool:
-        if self._token is None:
-            return True
-        scheme, _, credentials = header.partition(" ")
-        # compare_digest on bytes runs in time independent of where the strings differ
-        presented = credentials.strip().encode("utf-8", "surrogateescape")
-        return scheme.lower() == "bearer" and hmac.compare_digest(presented, self._token)
+        """Stop accepting, let open requests finish (up to `SHUTDOWN_S`), then close."""
+        if self._warm_task is not None:
+            self._warm_task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._warm_task
+            self._warm_task = None
+        server, task = self._server, self._task
+        self._server, self._task = None, None
+        if server is not None and task is not None:
+            server.should_exit = True
+            try:
+                async with asyncio.timeout(SHUTDOWN_S * 2):
+                    await asyncio.shield(task)
+            except (TimeoutError, Exception) as exc:
+                server.force_exit = True
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+                log.warning("ops_stop_forced", error=type(exc).__name__)
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None

@@ -68,6 +68,7 @@ from syncd.domain.plan import (
     task_fields,
 )
 from syncd.domain.values import parse_datetime
+from syncd.runtime.control import SIDES, raise_if_paused
 from syncd.runtime.pollers import EMAILS_KV
 from syncd.runtime.wiring import Runtime
 from syncd.store.models import AuditLine, NewItem, QueueItem, Reason
@@ -334,6 +335,8 @@ class Pipeline:
         s = rt.settings.sync
 
         async def take(tx: Any) -> list[QueueItem]:
+            # console pause hook (syncd.runtime.control): no batch while a side is paused
+            await raise_if_paused(rt.store, tx, SIDES)
             await rt.store.queue.reap(tx, now=now, max_attempts=s.max_attempts)
             return await rt.store.queue.claim(
                 tx, worker_id=self.worker_id, limit=s.batch_size, lease_s=s.lease_s, now=now

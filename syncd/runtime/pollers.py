@@ -31,6 +31,7 @@ from syncd.clients.salesforce import parse_sf_datetime, soql_datetime
 from syncd.domain import cursor as cursors
 from syncd.domain.models import CrmType
 from syncd.domain.values import parse_datetime
+from syncd.runtime.control import raise_if_paused, system_of_feed
 from syncd.runtime.wiring import Runtime
 from syncd.store.models import Cursor as StoredCursor
 from syncd.store.models import NewItem, Reason
@@ -115,6 +116,8 @@ class Pollers:
 
     async def _load(self, feed: str) -> tuple[cursors.Cursor, cursors.RecentRows, dict[str, Any]]:
         async with self.rt.store.transaction() as tx:
+            # console pause hook (syncd.runtime.control): a paused side's feeds are not read
+            await raise_if_paused(self.rt.store, tx, [system_of_feed(feed)])
             stored = await self.rt.store.cursors.get(tx, feed)
         if stored is None:
             return cursors.initial(self._start_at()), cursors.RecentRows(), {}

@@ -48,8 +48,9 @@ from syncd import __version__, errors, logs
 from syncd.clients.http import CallRecord
 from syncd.domain.models import CrmType
 from syncd.runtime import pollers as feeds
+from syncd.runtime.alerts import Alerter, incidents
 from syncd.runtime.leader import Election, election_for
-from syncd.runtime.login import LOGIN_FAILING_KV, LoginWatch
+from syncd.runtime.login import LoginWatch, save_login_state
 from syncd.runtime.metrics import SyncdMetrics
 from syncd.runtime.ops import Check, OpsHandlers, OpsServer, parse_listen
 from syncd.runtime.pipeline import RunStats, Work
@@ -57,7 +58,7 @@ from syncd.runtime.sdnotify import Notifier
 from syncd.runtime.signals import Stop
 from syncd.runtime.snapshot import RUN_ROLE, read_snapshot
 from syncd.runtime.wiring import Runtime
-from syncd.runtime.worker import RELEASE_TIMEOUT_S, Worker, abandon, wait_any
+from syncd.runtime.worker import RELEASE_TIMEOUT_S, Worker, abandon, bounded, wait_any
 from syncd.store import Heartbeat
 
 log = logs.get(__name__)
@@ -65,6 +66,7 @@ log = logs.get(__name__)
 HEARTBEAT_PRUNE_AFTER = timedelta(days=1)
 TICK_S = 1.0
 _STORE_LOOPS = ("_poll_loop", "_heartbeat_loop")  # background loops that write to the store
+STORE_WAIT_FORCED_S = 0.5  # the store's last chance after a forced stop
 STALL_S = 30.0  # /healthz and the watchdog fail when the loop ticker is this late
 
 
@@ -182,6 +184,8 @@ class Service:
         ]
         if self.notifier.watchdog_interval_s() is not None:
             loops.append(self._watchdog_loop)
+        if self.settings.alerts.webhook_url is not None:
+            loops.append(self._alerts_loop)
         self._background = [asyncio.create_task(f(), name=f.__name__) for f in loops]
         self._workers = [
             asyncio.create_task(self._worker(i).run(), name=f"worker-{i}")
@@ -219,13 +223,27 @@ class Service:
         )
 
     async def _start_ops(self, listen: str) -> None:
+        """The web console and /healthz, /readyz, /metrics on `ops.listen` (syncd.runtime.ops)."""
+        from syncd.web.app import build_app
+        from syncd.web.views import ConsoleContext
+
         host, port = parse_listen(listen)
-        token = self.settings.ops.bearer_token
+        handlers = OpsHandlers(self.healthz, self.readyz, self.render_metrics)
+        ctx = ConsoleContext(
+            store=self.rt.store,
+            settings=self.settings,
+            clock=self.rt.clock,
+            handlers=handlers,
+            login_state=self.login_state,
+            field_map=self.rt.field_map,
+        )
         self._ops = OpsServer(
-            OpsHandlers(self.healthz, self.readyz, self.render_metrics),
+            handlers,
             host=host,
             port=port,
-            bearer_token=token.get_secret_value() if token else None,
+            app=build_app(ctx),
+            warm_up=ctx.warm_up,
+            tls=self.settings.ops.tls(),
         )
         try:
             await self._ops.start()
@@ -234,6 +252,11 @@ class Service:
                 f"ops.listen = {listen!r}: cannot listen there ({exc.strerror}); choose a free "
                 "port or unset it (SYNCD_OPS__LISTEN)"
             ) from None
+
+    @property
+    def ops_port(self) -> int | None:
+        """The console's bound port (None when `ops.listen` is unset)."""
+        return None if self._ops is None else self._ops.port
 
     async def _shutdown(self) -> None:
         grace_s = self.settings.sync.shutdown_grace_s
@@ -253,16 +276,14 @@ class Service:
         # Cancelled batches give their items back within RELEASE_TIMEOUT_S or are left to
         # their leases: a store locked by another process must not hold the stop up.
         unfinished = await abandon([*self._workers, *self._background])
+        # After a forced stop the store gets one short try: a stale heartbeat is harmless.
+        store_wait_s = STORE_WAIT_FORCED_S if self.stop.is_forced else RELEASE_TIMEOUT_S
         with contextlib.suppress(Exception):
             async with asyncio.timeout(RELEASE_TIMEOUT_S):
                 if self._ops is not None:
                     await self._ops.aclose()
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(RELEASE_TIMEOUT_S):
-                await self.election.aclose()
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(RELEASE_TIMEOUT_S):
-                await self.rt.store.run(self._remove_beat)
+        await bounded(self.election.aclose(), store_wait_s)
+        await bounded(self.rt.store.run(self._remove_beat), store_wait_s)
         log.info(
             "service_stopped",
             reason=reason,
@@ -275,7 +296,7 @@ class Service:
 
     def _stop_reason(self) -> str:
         if self.login.gave_up is not None:
-            return "login refused"
+            return "login_refused"
         return self.stop.reason if self.stop.is_requested else "cancelled"
 
     async def _remove_beat(self, tx: Any) -> None:
@@ -373,15 +394,8 @@ class Service:
         await self.rt.store.run(write)
 
     async def _write_login_state(self, tx: Any, *, clear: bool = False) -> None:
-        """The failing login in the store (for `syncd check` / `status`), or its removal."""
-        kv = self.rt.store.kv
         entry = None if clear else self.login.entry(self.process_id)
-        if entry is not None:
-            await kv.set(tx, LOGIN_FAILING_KV, entry, now=self.rt.clock())
-            return
-        current = await kv.get(tx, LOGIN_FAILING_KV)
-        if isinstance(current, dict) and current.get("process_id") == self.process_id:
-            await kv.delete(tx, LOGIN_FAILING_KV)
+        await save_login_state(self.rt.store, tx, self.process_id, entry, now=self.rt.clock())
 
     async def _heartbeat_loop(self) -> None:
         while not self.stopping:
@@ -422,24 +436,61 @@ class Service:
                 log.error("watchdog_withheld", **detail)
             await asyncio.sleep(interval_s)
 
+    # -- alerts (syncd.runtime.alerts) --------------------------------------------------------
+
+    async def _alerts_loop(self) -> None:
+        url = self.settings.alerts.webhook_url
+        assert url is not None
+        alerter = Alerter(self.rt.store, url.get_secret_value())
+        while not self.stopping:
+            await wait_any(
+                self.stop.requested.wait(), timeout_s=self.settings.alerts.check_interval_s
+            )
+            if self.stopping or feeds.FEED_PARDOT_PROSPECTS not in self._held_feeds:
+                continue  # one sender: the process polling Pardot prospects
+            try:
+                await self.check_alerts(alerter)
+            except Exception as exc:
+                log.warning("alerts_check_failed", error=type(exc).__name__)
+
+    async def check_alerts(self, alerter: Alerter) -> None:
+        """Post what changed in the open incidents (login refused, budget spent, errors)."""
+        async with self.rt.store.read() as tx:
+            counts = await self.rt.store.queue.counts(tx, now=self.rt.clock())
+        current = incidents(
+            login=self.login_state(),
+            figures=self.rt.budget.figures(),
+            error_items=counts.error,
+            threshold=self.settings.alerts.error_queue_threshold,
+        )
+        await alerter.check(current, now=self.rt.clock())
+
     # -- ops endpoint -----------------------------------------------------------------------------
 
     def _observe_api_calls(self) -> None:
         """Count API calls by system and outcome for /metrics and /readyz.
 
-        The clients report every call to `rt.budget.record` (their `on_call` hook); this wraps
-        that bound method on this instance so the budget keeps counting as before.
+        A hook on both clients' call hooks (beside the budget's and the log's), registered once.
         """
-        budget = self.rt.budget
-        record = budget.record
+        for client in (self.rt.salesforce, self.rt.pardot):
+            if self._count_api_call not in client.call_hooks:
+                client.call_hooks.append(self._count_api_call)
 
-        def counting(call: CallRecord) -> None:
-            record(call)
-            self.metrics.api_calls.inc(system=call.system, outcome=call.outcome)
-            if call.outcome == "ok":
-                self._api_ok.add(call.system)
+    def _count_api_call(self, call: CallRecord) -> None:
+        self.metrics.api_calls.inc(system=call.system, outcome=call.outcome)
+        if call.outcome == "ok":
+            self._api_ok.add(call.system)
 
-        budget.record = counting  # type: ignore[method-assign,assignment]  # instance hook, see docstring
+    def login_state(self) -> dict[str, str]:
+        """Per side: "ok", "refused" (credentials refused) or "no successful call yet"."""
+        refused = self.login.failing.system if self.login.failing is not None else None
+        out: dict[str, str] = {}
+        for system in ("salesforce", "pardot"):
+            if system == refused:
+                out[system] = "refused"
+            else:
+                out[system] = "ok" if system in self._api_ok else "no successful call yet"
+        return out
 
     def healthz(self) -> Check:
         """Alive: the event loop ticks, no loop task died, and the login is not refused."""
@@ -457,14 +508,19 @@ class Service:
             async with asyncio.timeout(5.0):
                 current, head = await self.rt.store.migration_state()
             reasons["store"] = "ok" if current == head else f"schema {current}, needs {head}"
+            async with asyncio.timeout(5.0), self.rt.store.read() as tx:
+                paused = await self.rt.store.control.paused(tx)
         except Exception as exc:
             reasons["store"] = f"unreachable: {type(exc).__name__}"
+            paused = {}
         for system in ("salesforce", "pardot"):
             if system not in self._api_ok:
                 reasons[system] = "no successful call yet"
                 continue
             decision = self.rt.budget.decision(system)
             reasons[system] = "ok" if decision.allowed else f"paused: {decision.reason}"
+            if system in paused:
+                reasons[system] = f"paused by {paused[system].get('by', 'an operator')}"
         if self.stopping:
             reasons["service"] = "stopping"
         ok = all(v == "ok" for v in reasons.values())

@@ -14,8 +14,10 @@ SQLite file locked by another process keeps a driver thread busy for `database.b
 and the interpreter waits for such threads before it exits). So a command may give `StopSignals`
 a *backstop*: once a stop is asked for, a daemon timer ends the process with `os._exit` if it is
 still running after the grace (first signal) or `HARD_STOP_S` (second signal). Nothing is lost by
-it: claimed items come back when their leases expire. `exit_promptly` covers the same ground
-after the command returned (the interpreter's own shutdown).
+it: claimed items come back when their leases expire. Leaving the `StopSignals` block after a
+stop re-arms the timer `EXIT_TAIL_S` ahead with the command's exit code (`exit_code`): the
+event loop's teardown and the interpreter's exit (which joins every non-daemon thread, such as a
+driver thread still waiting on the lock) must not hold the process up either.
 """
 
 from __future__ import annotations
@@ -34,11 +36,10 @@ from syncd import logs
 log = logs.get(__name__)
 
 STOP_SIGNALS: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGINT)
-HARD_STOP_S = 3.0  # a second signal ends the process within this, whatever still runs
+HARD_STOP_S = 4.0  # a second signal ends the process within this, whatever still runs
+EXIT_TAIL_S = 1.0  # after a stopped command returned: the interpreter's own shutdown
 GRACE_MARGIN_S = 10.0  # after the grace: time for the release and closing, then the backstop
 EXIT_OVERRAN = 1  # exit code when the backstop ends a graceful stop that overran
-
-_stop_seen = threading.Event()  # any stop signal handled in this process (see `exit_promptly`)
 
 
 class Stop:
@@ -90,8 +91,10 @@ class StopSignals:
 
     `backstop_grace_s` (None: no backstop) arms the process-ending timer of the module docstring
     on the first signal, `backstop_grace_s + GRACE_MARGIN_S` ahead; the second signal re-arms it
-    `HARD_STOP_S` ahead. Leaving the block disarms it (the command finished in time). Only the
-    commands run by the CLI use it: a test process must never be ended by a timer.
+    `HARD_STOP_S` ahead. Leaving the block after a signal re-arms it `EXIT_TAIL_S` ahead with
+    `exit_code` (set it to the command's exit code before leaving; default 128 + the last
+    signal). Without a signal nothing is ever armed. Only the commands the CLI runs use it: a
+    test that sends them a signal in-process would be ended by the timer.
     """
 
     def __init__(
@@ -109,6 +112,7 @@ class StopSignals:
         self._backstop_grace_s = backstop_grace_s
         self._timer: threading.Timer | None = None
         self.received: list[signal.Signals] = []
+        self.exit_code: int | None = None
 
     @classmethod
     def for_stop(cls, stop: Stop, *, backstop_grace_s: float | None = None) -> StopSignals:
@@ -128,6 +132,9 @@ class StopSignals:
         tb: TracebackType | None,
     ) -> None:
         self._disarm()
+        if self.received and self._backstop_grace_s is not None:
+            code = self.exit_code if self.exit_code is not None else 128 + int(self.received[-1])
+            self._timer = _exit_timer(EXIT_TAIL_S, code, "exit")
         if self._loop is None:
             return
         for sig in self._signals:
@@ -136,7 +143,6 @@ class StopSignals:
 
     def _handle(self, sig: signal.Signals) -> None:
         self.received.append(sig)
-        _stop_seen.set()
         if len(self.received) == 1:
             log.info("stop_requested", signal=sig.name, mode="graceful")
             if self._backstop_grace_s is not None:
@@ -156,21 +162,6 @@ class StopSignals:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-
-
-def stop_was_signalled() -> bool:
-    """True once any `StopSignals` in this process handled a stop signal."""
-    return _stop_seen.is_set()
-
-
-def exit_promptly(code: int, *, after_s: float = HARD_STOP_S) -> None:
-    """End the process with `code` if it is still alive `after_s` from now.
-
-    Called by the CLI after a command stopped by a signal returned: the interpreter then joins
-    every non-daemon thread, and a database driver thread still waiting on a lock held by
-    another process would hold the exit up (or, if its connection was abandoned, forever).
-    """
-    _exit_timer(after_s, code, "exit")
 
 
 def _exit_timer(after_s: float, code: int, mode: str) -> threading.Timer:

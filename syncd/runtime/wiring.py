@@ -153,6 +153,8 @@ def sync_config(settings: Settings, field_map: FieldMap) -> SyncConfig:
         auto_create_prospects=s.auto_create_prospects,
         auto_create_since=start,
         crm_link_field=s.crm_link_field,
+        crm_delete_action=s.crm_delete_action,
+        opt_in_owner=s.opt_in_owner,
     )
 
 

@@ -49,8 +49,10 @@ T = TypeVar("T")
 IDLE_WAIT_MAX_S = 2.0  # an idle daemon worker looks for due items at least this often
 ERROR_BACKOFF_S = 5.0  # a daemon worker's pause after a batch failed as a whole
 BUDGET_WAIT_MAX_S = 60.0  # a paused side is re-checked at least this often
-RELEASE_TIMEOUT_S = 2.0  # how long a stopping worker tries to give its items back
-ABANDON_WAIT_S = RELEASE_TIMEOUT_S + 1.0  # how long a stop waits for cancelled batches
+RELEASE_TIMEOUT_S = 1.5  # how long a stopping worker tries to give its items back
+ABANDON_WAIT_S = RELEASE_TIMEOUT_S + 0.5  # how long a stop waits for cancelled batches
+CLOSE_TIMEOUT_S = 1.0  # closing clients and store after a forced stop
+SETTLE_TIMEOUT_S = 30.0  # releasing or parking a batch while not stopping (a busy store)
 INTERNAL_ERROR = "INTERNAL_ERROR"
 
 Settled = Callable[[Sequence[Work], int, int], None]  # (works, retried, failed) of one batch
@@ -104,7 +106,6 @@ class Worker:
         self.login = login
         self.wait_budget = wait_budget
         self.paused: dict[str, errors.BudgetExhaustedError] = {}
-        self.bugs = 0
 
     # -- the loop -------------------------------------------------------------------------------
 
@@ -164,8 +165,9 @@ class Worker:
         if self.burst and not await self._work_left():
             return True
         wait_s = min(max(exc.retry_after_s or 0.0, idle_s), BUDGET_WAIT_MAX_S)
-        log.info("budget_wait", worker_id=self.worker_id, system=exc.system, wait_s=wait_s)
+        log.debug("budget_wait", worker_id=self.worker_id, system=exc.system, wait_s=wait_s)
         await self._nap(wait_s)
+        await self._sync_budget()  # the 24-hour counts move on (and other processes count)
         return False
 
     async def _work_left(self) -> bool:
@@ -178,7 +180,7 @@ class Worker:
     async def batch(self) -> int:
         """Claim one batch and sync it; returns how many items were claimed (0: none due).
 
-        Raises what the table of the module docstring says, after settling the items.
+        Raises what the module docstring lists, after releasing or parking the items.
         """
         self.rt.budget.check("salesforce")
         self.rt.budget.check("pardot")
@@ -207,11 +209,16 @@ class Worker:
         return len(items)
 
     async def _sync_budget(self) -> None:
+        if self.stop.is_forced:
+            return  # a store write: the next start reads the store's totals anyway
         try:
-            async with asyncio.timeout(RELEASE_TIMEOUT_S):
-                await self.rt.budget.sync()
+            await self.rt.budget.sync()
         except Exception as exc:  # counting must never fail a batch
             log.warning("api_usage_sync_failed", error=type(exc).__name__)
+
+    def _store_wait_s(self) -> float:
+        """How long to try giving items back: briefly when stopping, else through a busy store."""
+        return RELEASE_TIMEOUT_S if self.stop.is_requested else SETTLE_TIMEOUT_S
 
     async def _release(self, items: Sequence[QueueItem]) -> None:
         """Give the items back, due now, attempt not counted; best-effort, bounded in time."""
@@ -219,7 +226,7 @@ class Worker:
         now = self.rt.clock()
         store = self.rt.store
         try:
-            async with asyncio.timeout(RELEASE_TIMEOUT_S), store.transaction() as tx:
+            async with asyncio.timeout(self._store_wait_s()), store.transaction() as tx:
                 released = await store.queue.release(tx, ids, worker_id=self.worker_id, now=now)
             log.info("items_released", worker_id=self.worker_id, count=len(released))
         except Exception as exc:  # the leases expire and the items run again later
@@ -233,12 +240,11 @@ class Worker:
         message = logs.redact(f"unexpected {type(exc).__name__} while syncing: {exc}")[:500]
         log.error("batch_failed_unexpectedly", worker_id=self.worker_id, items=len(items),
                   error=message)  # fmt: skip
-        self.bugs += 1
         give_up = [i.id for i in items if i.attempts >= sync.max_attempts]
         again = [i for i in items if i.attempts < sync.max_attempts]
         queue = self.rt.store.queue
         try:
-            async with asyncio.timeout(RELEASE_TIMEOUT_S), self.rt.store.transaction() as tx:
+            async with asyncio.timeout(self._store_wait_s()), self.rt.store.transaction() as tx:
                 if give_up:
                     await queue.fail(tx, give_up, worker_id=self.worker_id, code=INTERNAL_ERROR,
                                      message=message, now=now)  # fmt: skip
@@ -259,6 +265,23 @@ class Worker:
             return
         self.stats.retried += len(again)
         self.stats.errors += len(give_up)
+
+
+async def bounded(aw: Awaitable[Any], timeout_s: float) -> bool:
+    """Run `aw` for at most `timeout_s`; True if it finished (whatever it raised).
+
+    Unlike `asyncio.timeout`, this never waits past the deadline: a store call cancelled while
+    the driver waits on a SQLite lock closes its connection in a shielded step that can take
+    the whole `database.busy_timeout_ms`. Such a call is cancelled and left behind.
+    """
+    task = asyncio.ensure_future(aw)
+    done, _ = await asyncio.wait({task}, timeout=timeout_s)
+    if not done:
+        task.cancel()
+        return False
+    if not task.cancelled() and task.exception() is not None:
+        log.debug("bounded_call_failed", error=type(task.exception()).__name__)
+    return True
 
 
 async def abandon(tasks: Sequence[asyncio.Task[Any]], *, wait_s: float = ABANDON_WAIT_S) -> int:
@@ -324,6 +347,30 @@ async def unless_stopped(aw: Awaitable[T], stop: Stop) -> T | None:
         await abandon([task])
         return None
     return task.result()
+
+
+async def close_runtime(rt: Runtime, stop: Stop) -> None:
+    """Close the runtime; after a stop, never wait long on a store that does not answer.
+
+    After a forced stop the usage counts are not flushed (a store write): the calls were
+    counted by the API anyway, and the next start reads the store's totals.
+    """
+    if not stop.is_requested:
+        await rt.aclose()
+        return
+
+    async def forced_close() -> None:
+        await rt.pardot.aclose()
+        await rt.salesforce.aclose()
+        await rt.auth.aclose()
+        await rt.store.aclose()
+
+    if stop.is_forced:
+        closed = await bounded(forced_close(), CLOSE_TIMEOUT_S)
+    else:
+        closed = await bounded(rt.aclose(), RELEASE_TIMEOUT_S * 2)
+    if not closed:  # stopping: the leases cover anything left claimed
+        log.warning("close_abandoned", forced=stop.is_forced)
 
 
 def paused_sides(workers: Sequence[Worker]) -> dict[str, errors.BudgetExhaustedError]:

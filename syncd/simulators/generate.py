@@ -1,10 +1,17 @@
 """Realistic seed data at any size, for `syncd demo`, the benchmarks and the soak test.
 
-`generate_seed(prospects=3000)` builds a world in the seed format of INTERFACES.md that exercises
+`generate_seed(prospects=3000)` builds a world in the seed format of docs/interfaces.md, exercising
 every rule: CRM records that overlap the prospects by email (Contacts and Leads, some emails held
 by both and some by duplicate Leads), assigned and unassigned prospects, a Pardot user with no CRM
 user, a CRM user with no Pardot user, blank fields on either side, and sent emails. The same
 arguments always give the same data (a seeded generator), so runs can be compared.
+
+The record life cycle (issue 15) is off by default and switched on by `Shape` shares (or
+`Shape.life_cycle()`): merge losers (a deleted Lead with `MasterRecordId` naming the Lead a
+prospect matches), prospects in Pardot's recycle bin (`isDeleted`), and opted-out pairs where
+only one side is opted out and the OTHER side was edited later (the case a "most recent" rule
+gets wrong). They are drawn from their own generator, so switching them on leaves the rest of the
+world unchanged.
 """
 
 from __future__ import annotations
@@ -127,6 +134,16 @@ class Shape:
     # Sent emails whose `prospectId` is null, as the real API may answer (wire-formats C.3a)
     # (share of the emails; drawn from a second generator, so the rest of the world is the same).
     emails_without_prospect: float = 0.0
+    # The record life cycle (shares of the prospects matched to a CRM record, or of all
+    # prospects for `recycled`); drawn from a third generator.
+    merge_losers: float = 0.0  # a deleted duplicate Lead merged into the matched Lead
+    recycled: float = 0.0  # the prospect is in Pardot's recycle bin
+    opted_out_pairs: float = 0.0  # one side opted out, the other edited later
+
+    @classmethod
+    def life_cycle(cls, share: float = 0.05) -> Shape:
+        """The default world plus every life-cycle case at `share` each (demo, soak)."""
+        return cls(merge_losers=share, recycled=share, opted_out_pairs=share)
 
 
 def sf_id(prefix: str, n: int) -> str:
@@ -142,6 +159,49 @@ def sf_id(prefix: str, n: int) -> str:
 
 def _iso_sf(dt: datetime) -> str:
     return dt.strftime("%Y-%m-%dT%H:%M:%S.000+0000")
+
+
+def _life_cycle(
+    rng: Random,
+    shape: Shape,
+    prospects: list[dict[str, Any]],
+    pairs: list[tuple[dict[str, Any], dict[str, Any]]],
+    leads: list[dict[str, Any]],
+    lead_n: int,
+) -> int:
+    """Add merge losers, recycled prospects and opted-out pairs; returns the last Lead number."""
+    if shape.merge_losers > 0:
+        for _prospect, rec in pairs:
+            if rec["Id"].startswith("00Q") and rng.random() < shape.merge_losers:
+                lead_n += 1
+                leads.append(
+                    {
+                        "Id": sf_id("00Q", lead_n),
+                        "Email": rec["Email"],
+                        "LastName": rec["LastName"],
+                        "Company": rec["Company"],
+                        "OwnerId": rec["OwnerId"],
+                        "CreatedDate": rec["CreatedDate"],
+                        "IsDeleted": True,
+                        "MasterRecordId": rec["Id"],
+                    }
+                )
+    if shape.opted_out_pairs > 0:
+        early, late = EPOCH + timedelta(days=310), EPOCH + timedelta(days=320)
+        for prospect, rec in pairs:
+            if rng.random() >= shape.opted_out_pairs:
+                continue
+            if rng.random() < 0.5:  # opted out in Pardot, the CRM record edited later
+                prospect.update(optedOut=True, updatedAt=early.isoformat())
+                rec.update(HasOptedOutOfEmail=False, LastModifiedDate=_iso_sf(late))
+            else:  # opted out in the CRM, the prospect edited later
+                prospect.update(optedOut=False, updatedAt=late.isoformat())
+                rec.update(HasOptedOutOfEmail=True, LastModifiedDate=_iso_sf(early))
+    if shape.recycled > 0:
+        for prospect in prospects:
+            if rng.random() < shape.recycled:
+                prospect["isDeleted"] = True
+    return lead_n
 
 
 def generate_seed(
@@ -278,6 +338,7 @@ def generate_seed(
             rec["Id"] = sf_id("003", contact_n)
             contacts.append(rec)
 
+    pairs: list[tuple[dict[str, Any], dict[str, Any]]] = []
     matched = 0
     max_matched = min(want_crm, int(prospects * (shape.match_contact + shape.match_lead)))
     for i in range(prospects):
@@ -306,6 +367,7 @@ def generate_seed(
             matched += 1
             kind = "Contact" if roll < shape.match_contact else "Lead"
             crm_record(kind, email, first, last, company, rng.randrange(300))
+            pairs.append((prospects_out[-1], (leads if kind == "Lead" else contacts)[-1]))
             if rng.random() < shape.duplicate_crm:  # a duplicate holding the same email
                 crm_record("Lead", email, first, last, company + " (dup)", rng.randrange(300))
     # CRM-only records fill up to the requested count.
@@ -314,6 +376,8 @@ def generate_seed(
         first, last, company, email = person(i)
         crm_record("Lead" if rng.random() < 0.6 else "Contact", email, first, last, company, 100)
         i += 1
+
+    lead_n = _life_cycle(Random(seed + 2), shape, prospects_out, pairs, leads, lead_n)
 
     want_emails = emails if emails is not None else int(prospects * shape.emails_per_prospect)
     sent: list[dict[str, Any]] = []

@@ -39,6 +39,9 @@ no repository reads a clock):
 - `store.usage: UsageRepo` add / last_24h / prune / record_org / org.
 - `store.heartbeats: HeartbeatRepo` beat / touch / all / fresh / remove / prune.
 - `store.kv: KvRepo` get / get_with_time / set / delete.
+- `store.control: ControlRepo` paused / pause / resume (a side paused from the console).
+- `store.console: ConsoleRepo` error_groups / errors_by_code / error_ids / revived / search /
+  queue_items_of / activity / synced_per_bucket / actions / record_action.
 - Values: `NewItem`, `QueueItem`, `ErrorItem` (= QueueItem in state error), `QueueCounts`,
   `Reason`, `State`, `Cursor`, `Link`, `Activity`, `ActivityKey`, `AuditLine`, `OrgUsage`,
   `Heartbeat`; key helpers `prospect_key`, `crm_key`, `email_key`.
@@ -60,6 +63,8 @@ from syncd.store import engine as engines
 from syncd.store import migrate as migrations
 from syncd.store.activities import ActivityKey, ActivityRepo
 from syncd.store.audit import AuditRepo
+from syncd.store.console import ConsoleRepo
+from syncd.store.control import ControlRepo
 from syncd.store.cursors import CursorRepo
 from syncd.store.heartbeats import HeartbeatRepo
 from syncd.store.kv import KvRepo
@@ -127,6 +132,8 @@ class Store:
         self.usage = UsageRepo(self.dialect)
         self.heartbeats = HeartbeatRepo(self.dialect)
         self.kv = KvRepo(self.dialect)
+        self.control = ControlRepo(self.dialect)
+        self.console = ConsoleRepo(self.dialect)
 
     @classmethod
     async def open(

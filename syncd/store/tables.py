@@ -195,6 +195,10 @@ audit_lines = Table(
     Column("detail", Json),
     Index("ix_audit_lines_prospect", "prospect_id", "id"),
     Index("ix_audit_lines_crm", "crm_id", "id"),
+    # The console's activity counts and throughput chart read time ranges; its list of
+    # actions reads the few `console.*` lines by action.
+    Index("ix_audit_lines_at", "at"),
+    Index("ix_audit_lines_action_at", "action", "at"),
 )
 
 api_usage = Table(

@@ -42,8 +42,9 @@ def test_systemd_unit_declares_notify_watchdog_stop_and_hardening() -> None:
     unit = _unit_settings(UNIT.read_text())
     one = {k: v[-1] for k, v in unit.items()}
     assert one["Type"] == "notify"
-    assert one["ExecStart"].startswith("/usr/local/bin/syncd run --config /etc/syncd/")
+    assert one["ExecStart"].startswith("/opt/syncd/bin/syncd run --config /etc/syncd/")
     assert one["Restart"] == "on-failure"
+    assert one["RestartPreventExitStatus"] == "2"  # a configuration error is not retried
     assert one["KillSignal"] == "SIGTERM"
     assert _seconds(one["WatchdogSec"]) > 0
     # systemd must not SIGKILL a process still inside its drain window
@@ -68,9 +69,10 @@ def test_systemd_analyze_verify_is_silent(tmp_path: Path) -> None:
     syncd = VENV_BIN / "syncd"
     assert syncd.is_file()
     text = UNIT.read_text()
-    assert text.count("/usr/local/bin/syncd") == 1
+    # (tests/acceptance/test_systemd.py verifies the unit unchanged after a real install.)
+    assert text.count("/opt/syncd/bin/syncd") == 1
     copy = tmp_path / "syncd.service"
-    copy.write_text(text.replace("/usr/local/bin/syncd", str(syncd)))
+    copy.write_text(text.replace("/opt/syncd/bin/syncd", str(syncd)))
     proc = subprocess.run(
         ["systemd-analyze", "verify", str(copy)],
         capture_output=True,

@@ -15,7 +15,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bench.soak import Apis, SoakConfig, SoakReport, build_seed, check, soak_one
+from bench.soak import (
+    Apis,
+    SoakConfig,
+    SoakReport,
+    build_seed,
+    check,
+    kill_points,
+    must_sync,
+    soak_one,
+)
 
 CFG = SoakConfig(
     prospects=200,
@@ -26,8 +35,6 @@ CFG = SoakConfig(
     drain_timeout_s=240,
     verbose=False,
 )
-pytestmark = pytest.mark.slow
-
 INVARIANTS = {
     "linked_once",
     "no_duplicate_leads",
@@ -64,6 +71,17 @@ def _break_two_invariants(apis: Apis, url: str, report: SoakReport) -> None:
     check(seed, apis, url, report)
 
 
+def test_kills_come_at_points_of_progress() -> None:
+    """Kill k of K once k/(K+1) of the work is done: spread over the run, all before its end."""
+    work = must_sync(build_seed(CFG))
+    assert 0 < work <= CFG.prospects
+    assert kill_points(work, 2) == [work // 3, 2 * work // 3]
+    assert kill_points(10, 8) == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert kill_points(3, 8)[-1] < 3  # even tiny worlds: every kill before the last item
+    assert kill_points(0, 2) == []
+
+
+@pytest.mark.slow
 def test_short_soak_drains_under_faults_and_kills_with_every_invariant(tmp_path: Path) -> None:
     report = soak_one(CFG, "sqlite", tmp_path, after=_break_two_invariants)
     assert report.kills == 2 and report.starts == 3

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from syncd.errors import ConfigError
-from syncd.settings import Settings, load_settings
+from syncd.settings import Settings, check_environment, load_settings, setting_env_names
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "config" / "syncd.example.toml"
@@ -132,3 +133,88 @@ def test_cli_exits_2_on_missing_config_file(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     assert "no such file" in proc.stderr
+
+
+def test_unknown_toml_key_names_the_right_key_and_the_file_read(tmp_path: Path) -> None:
+    cfg = tmp_path / "other-name.toml"
+    cfg.write_text(
+        '[sync]\npoll_intervl_s = 3\n[synk]\nworkers = 2\n[fields.jobTitle]\npolcy = "crm"\n'
+    )
+    with pytest.raises(ConfigError) as err:
+        load_settings(cfg)
+    text = str(err.value)
+    assert "did you mean sync.poll_interval_s?" in text
+    assert "SYNCD_SYNC__POLL_INTERVAL_S" in text
+    assert "SYNCD_SYNC__POLL_INTERVL_S" not in text  # never tell you to set the typo
+    assert "did you mean [sync]?" in text
+    assert "did you mean policy?" in text
+    assert str(cfg) in text
+    assert "syncd.toml" not in text  # the file read was another one
+
+
+def test_missing_setting_hint_names_the_file_read(tmp_path: Path) -> None:
+    cfg = tmp_path / "prod.toml"
+    cfg.write_text("[sync]\nworkers = 2\n")
+    with pytest.raises(ConfigError, match=r"\[pardot\] business_unit_id in .*prod\.toml"):
+        load_settings(cfg).require_pardot()
+
+
+@pytest.mark.parametrize(
+    ("name", "nearest"),
+    [
+        ("SYNCD_DATABASE_URL", "SYNCD_DATABASE__URL"),
+        ("SYNCD_SYNK__POLL_INTERVAL_S", "SYNCD_SYNC__POLL_INTERVAL_S"),
+        ("SYNCD_SYNC__POLL_INTERVL_S", "SYNCD_SYNC__POLL_INTERVAL_S"),
+        ("SYNCD_SALESFORCE_CLIENT_SECRET", "SYNCD_SALESFORCE__CLIENT_SECRET"),
+        ("syncd_log__levl", "SYNCD_LOG__LEVEL"),
+    ],
+)
+def test_unknown_environment_variable_names_the_nearest_setting(name: str, nearest: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        check_environment({name: "x", "PATH": "/bin"})
+    assert f"{name} is not a setting; did you mean {nearest}?" in str(err.value)
+
+
+def test_unknown_environment_variables_are_all_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SYNCD_DATABASE_URL", "sqlite+aiosqlite:///x.db")
+    monkeypatch.setenv("SYNCD_NOPE", "1")
+    with pytest.raises(ConfigError) as err:
+        load_settings()
+    assert "SYNCD_DATABASE_URL" in str(err.value) and "SYNCD_NOPE" in str(err.value)
+
+
+def test_tool_variables_and_every_setting_are_allowed() -> None:
+    env = {
+        "SYNCD_CONFIG": "x.toml",
+        "SYNCD_TEST_POSTGRES_URL": "postgresql+asyncpg://x",
+        "SYNCD_BENCH_PYSPY": "/tmp/p",
+        "SYNCD_BENCH_POSTGRES_URL": "postgresql+asyncpg://x",
+        "SYNCD_FIELDS__jobTitle__crm": "Title",
+        "SYNCD_FIELDS__jobTitle": '{"crm": "Title"}',
+        "SYNCD_SYNC": '{"workers": 3}',
+        "syncd_sync__workers": "3",  # pydantic-settings reads names case-insensitively
+    }
+    env.update({name: "1" for name in setting_env_names() if "*" not in name})
+    check_environment(env)
+    # the listed names are exactly what pydantic-settings reads
+    assert "SYNCD_DATABASE__URL" in setting_env_names()
+    assert "SYNCD_SALESFORCE__CLIENT_SECRET" in setting_env_names()
+
+
+def test_cli_exits_2_on_a_mistyped_environment_variable(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCD_")}
+    env["SYNCD_DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp_path}/intended.db"
+    proc = subprocess.run(
+        [sys.executable, "-m", "syncd", "status"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env=env,
+    )
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "SYNCD_DATABASE_URL" in lines[0]
+    assert "did you mean SYNCD_DATABASE__URL?" in lines[0]
+    assert list(tmp_path.iterdir()) == []  # no fresh ./syncd.db quietly created

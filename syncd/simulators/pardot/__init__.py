@@ -54,6 +54,12 @@ Prospect writes
       "secondaryDeletedSearch"?}` updates the most recently updated live prospect with that email
       (200) or creates one (201 with `Location`). CHOICE: the statuses are UNCONFIRMED upstream
       (Segment's tests assume 201); clients must accept both.
+    * `POST /prospects/do/undelete` with `{"matchEmail", "fields"?}` restores the deleted
+      prospect with the latest `lastActivityAt` for that email: 200 with the requested fields;
+      none: 404 code 109 (UNCONFIRMED body and answer: CHOICE, shaped like the upsert).
+      The direct state methods `recycle_prospect` / `restore_prospect` do what a Pardot user
+      does in the recycle bin (both move `updatedAt`: CHOICE). A seed prospect may carry
+      `"isDeleted": true` (it starts in the recycle bin).
     * `DELETE /prospects/{id}` moves it to the recycle bin (204). Reading a deleted prospect: 404
       code 192 with `Pardot-Warning: 201;Record In Recycle Bin`, unless `deleted=true|all` is
       sent; updating it: 400 code 219; deleting it again: 404 code 192.

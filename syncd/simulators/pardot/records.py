@@ -171,6 +171,28 @@ class PardotRecords(PardotState):
             changes.setdefault("updatedAt", _epoch(self.clock()))
             self.prospects_table.update(prospect_id, changes)
 
+    def recycle_prospect(self, prospect_id: int) -> None:
+        """Send a prospect to the recycle bin as a Pardot user would (KeyError if unknown).
+
+        CHOICE (UNCONFIRMED): moving to and from the recycle bin moves `updatedAt`.
+        """
+        self._set_deleted(prospect_id, True)
+
+    def restore_prospect(self, prospect_id: int) -> None:
+        """Restore (undelete) a prospect from the recycle bin; it syncs again from now on."""
+        self._set_deleted(prospect_id, False)
+
+    def _set_deleted(self, prospect_id: int, deleted: bool) -> None:
+        with self._lock:
+            row = self.prospects_table.rows.get(prospect_id)
+            if row is None:
+                raise KeyError(f"no prospect {prospect_id}")
+            if bool(row["isDeleted"]) is deleted:
+                where = "already in" if deleted else "not in"
+                raise ValueError(f"prospect {prospect_id} is {where} the recycle bin")
+            now = max(_epoch(self.clock()), row["updatedAt"])
+            self.prospects_table.update(prospect_id, {"isDeleted": deleted, "updatedAt": now})
+
     def add_email(self, fields: dict[str, Any]) -> int:
         """Record a sent email (prospectId, None allowed; subject; sentAt, default now)."""
         with self._lock:

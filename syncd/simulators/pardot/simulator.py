@@ -204,6 +204,10 @@ class PardotSimulator(ImportApi):
             if method != "POST":
                 raise ApiError(405, 60, "Invalid HTTP request method")
             return self._upsert(request, _json_object(body), actor)
+        if parts[1:] == ["do", "undelete"] and table is self.prospects_table:
+            if method != "POST":
+                raise ApiError(405, 60, "Invalid HTTP request method")
+            return self._undelete(request, _json_object(body), actor)
         if len(parts) != 2 or not parts[1].isdigit():
             raise ApiError(404, 198, "Endpoint not found")
         row_id = int(parts[1])

@@ -169,6 +169,35 @@ class WriteApi(QueryApi):
         self._apply_update(row, {"isDeleted": True}, actor)
         return _Answer(204)
 
+    def _undelete(self, request: Request, data: dict[str, Any], actor: int | None) -> _Answer:
+        """`POST /prospects/do/undelete`: restore the deleted prospect with the latest activity
+        for an email (the v5 reference names the operation "Undelete (Record in deleted state
+        with Latest Activity At by Email)").
+
+        UNCONFIRMED: the body and the answer. CHOICE: `{"matchEmail": ..., "fields": [...]}`
+        like upsertLatestByEmail; 200 with the requested fields; no deleted prospect with that
+        email: 404 code 109; ties on `lastActivityAt` go to the later `updatedAt`, then id.
+        """
+        unknown = next((k for k in data if k not in ("matchEmail", "fields")), None)
+        if unknown is not None:
+            raise ApiError(400, 154, f"Invalid property in request: {unknown}")
+        match_email = data.get("matchEmail")
+        if not isinstance(match_email, str) or not match_email:
+            raise ApiError(400, 153, "Missing required property in request: matchEmail")
+        raw_fields = data.get("fields", request.query_params.get("fields"))
+        if isinstance(raw_fields, list):
+            raw_fields = ",".join(str(f) for f in raw_fields)
+        fields = self._fields(PROSPECTS, raw_fields, required=False)
+        table = self.prospects_table
+        ids = table.by_email.get(match_email.lower(), set())
+        deleted = [table.rows[i] for i in ids if table.rows[i]["isDeleted"]]
+        if not deleted:
+            raise ApiError(404, 109, MSG_NOT_FOUND)
+        row = max(deleted, key=lambda r: (r.get("lastActivityAt") or 0, r["updatedAt"], r["id"]))
+        self._apply_update(row, {"isDeleted": False}, actor)
+        body = self._render(PROSPECTS, row, fields) if fields else {"id": row["id"]}
+        return _Answer(200, body)
+
     def _upsert(self, request: Request, data: dict[str, Any], actor: int | None) -> _Answer:
         unknown = next((k for k in data if k not in UPSERT_PROPERTIES), None)
         if unknown is not None:

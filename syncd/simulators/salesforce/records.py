@@ -61,6 +61,13 @@ class Org(RecordRules):
         rec = table.rows.get(rid) if rid is not None else None
         return dict(rec) if rec is not None else None
 
+    def get_deleted(self, sobject: str, record_id: str) -> dict[str, Any] | None:
+        """A copy of one deleted record (IsDeleted, MasterRecordId for a merge loser), or None."""
+        table = self._table(sobject)
+        rid = table.resolve(record_id)
+        gone = table.deleted.get(rid) if rid is not None else None
+        return dict(gone[0]) if gone is not None else None
+
     def insert(self, sobject: str, fields: dict[str, Any]) -> str:
         """Create a record as a CRM user would; returns its id. Raises ValueError if invalid."""
         try:
@@ -119,6 +126,46 @@ class Org(RecordRules):
             allow_converted=True,
         )
         return contact_id
+
+    def merge(self, sobject: str, master_id: str, merged_ids: list[str]) -> dict[str, Any]:
+        """Merge records as a CRM user does (Lead or Contact; 1 or 2 losers into the master).
+
+        As Salesforce does: each loser is deleted with `MasterRecordId` = the master (visible to
+        `queryAll` and `sobjects/X/deleted`), the Tasks naming a loser (`WhoId`) move to the
+        master, and the master's `LastModifiedDate` and `SystemModstamp` move. Returns
+        `{"masterId": ..., "mergedIds": [...]}`; raises ValueError naming what is wrong.
+        UNCONFIRMED: which of the losers' field values the master keeps is chosen in the UI;
+        here the master keeps its own values.
+        """
+        name = self._known_name(sobject)
+        if name not in ("Lead", "Contact"):
+            raise ValueError(f"merge: sobject must be Lead or Contact, not {sobject!r}")
+        table = self._table(name)
+        master = self.get(name, master_id)
+        if master is None:
+            raise ValueError(f"merge: master {master_id!r} is not a live {name}")
+        if not merged_ids or len(merged_ids) > 2:
+            raise ValueError("merge: name 1 or 2 mergedIds (Salesforce merges up to 3 records)")
+        losers: list[str] = []
+        for raw in merged_ids:
+            loser = self.get(name, str(raw))
+            if loser is None:
+                raise ValueError(f"merge: {raw!r} is not a live {name}")
+            if loser["Id"] == master["Id"] or loser["Id"] in losers:
+                raise ValueError(f"merge: {raw!r} is named twice (or is the master)")
+            losers.append(loser["Id"])
+        for rid in (master["Id"], *losers):
+            if name == "Lead" and table.rows[rid].get("IsConverted"):
+                raise ValueError(f"merge: Lead {rid} is converted; converted Leads cannot merge")
+        ctx = _SaveContext(self.connector_user_id, auto_assign=False, system=True)
+        tasks = self.tables["Task"]
+        for task in list(tasks.rows.values()):
+            if task.get("WhoId") in losers:
+                self._update("Task", task["Id"], {"WhoId": master["Id"]}, ctx)
+        self._update(name, master["Id"], {}, ctx)  # the master's stamps move
+        for rid in losers:
+            self._delete(name, rid, master_id=master["Id"])
+        return {"masterId": master["Id"], "mergedIds": losers}
 
     def _user_ctx(self) -> _SaveContext:
         return _SaveContext(self.connector_user_id, auto_assign=False, system=True)
@@ -255,7 +302,7 @@ class Org(RecordRules):
         rec["LastModifiedById"] = ctx.user_id
         self._write(sobject, rec, old)
 
-    def _delete(self, sobject: str, record_id: str) -> None:
+    def _delete(self, sobject: str, record_id: str, *, master_id: str | None = None) -> None:
         if sobject not in WRITABLE:
             raise _err("INVALID_TYPE", f"Cannot delete {sobject} records through this API")
         old = self._find(sobject, record_id)
@@ -263,6 +310,8 @@ class Org(RecordRules):
         rid = old["Id"]
         table.pop(rid)
         gone = dict(old, IsDeleted=True, SystemModstamp=self._stamp())
+        if master_id is not None:
+            gone["MasterRecordId"] = master_id
         table.deleted[rid] = (gone, gone["SystemModstamp"])
         if self._undo is not None:
 

@@ -61,17 +61,41 @@ class SeededOrg(Org):
                 " seeded active user or queue"
             )
         ctx = _SaveContext(self.connector_user_id, auto_assign=False, system=True)
+        buried: list[tuple[str, str, str]] = []
         for key, sobject in _SEED_KEYS.items():
             for i, raw in enumerate(seed.get(key) or []):
                 where = f"salesforce.{key}[{i}]"
                 if not isinstance(raw, dict):
                     raise ValueError(f"{where}: expected an object, got {type(raw).__name__}")
                 try:
-                    self._create(sobject, dict(raw), ctx, seeded_id=raw.get("Id"))
+                    rid = self._create(sobject, dict(raw), ctx, seeded_id=raw.get("Id"))
                 except SalesforceError as exc:
                     raise ValueError(
                         f"{where} ({raw.get('Email') or raw.get('Id')}): {exc.message}"
                     ) from None
+                if raw.get("IsDeleted") is True:
+                    buried.append((sobject, rid, where))
+        for sobject, rid, where in buried:
+            self._seed_deleted(sobject, rid, where)
+
+    def _seed_deleted(self, sobject: str, rid: str, where: str) -> None:
+        """A seeded `"IsDeleted": true` record: in the recycle bin, seen only by `queryAll` and
+        the deleted feed (deleted at its SystemModstamp); its `MasterRecordId`, if any, must
+        name a live record of the same object (a merge loser)."""
+        table = self.tables[sobject]
+        rec = table.rows[rid]
+        master = rec.get("MasterRecordId")
+        if master is not None:
+            stored = table.resolve(str(master))
+            if stored is None or stored not in table.rows or stored == rid:
+                raise ValueError(
+                    f"{where}: MasterRecordId {master!r} names no live {sobject} of the seed"
+                )
+            rec["MasterRecordId"] = stored
+        elif sobject not in ("Lead", "Contact", "Task"):
+            raise ValueError(f"{where}: IsDeleted is only seeded on Lead, Contact and Task")
+        table.pop(rid)
+        table.deleted[rid] = (rec, rec["SystemModstamp"])
 
     def _seed_simple(self, sobject: str, where: str, raw: Any, defaults: dict[str, Any]) -> None:
         if not isinstance(raw, dict):

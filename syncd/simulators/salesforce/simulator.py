@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -47,14 +48,17 @@ from syncd.simulators.salesforce.wire import (
 class SalesforceSimulator(FaultAnswers):
     """A seeded, in-memory Salesforce org served as an ASGI app (`app`).
 
-    `seed` is the ``"salesforce"`` section of a seed file (see INTERFACES.md) plus the optional
+    `seed` is the ``"salesforce"`` section of a seed file (see docs/interfaces.md) plus the optional
     keys ``tasks``, ``token_ttl_s``, ``faults``, ``drop_fields``, ``custom_fields`` (per object, a
     list of ``{"name": "X__c", "type": "string", "length": 18, "updateable": true}``: an org's own
     fields, such as the link's mirror `sync.crm_link_field`), ``org_id``,
     ``updated_id_limit`` and, under
     ``oauth``, ``password``, ``refresh_token``, ``rotate_refresh_tokens``, ``jwt_public_key``.
-    The direct state methods (`records`, `get`, `insert`, `modify`, `remove`, `convert_lead`)
-    model what a CRM user does in the UI; they are not API calls and are not counted.
+    A Lead or Contact may be seeded with ``"IsDeleted": true`` (and ``"MasterRecordId"``, a
+    merge loser): only ``queryAll`` and ``sobjects/X/deleted`` see it.
+    The direct state methods (`records`, `get`, `insert`, `modify`, `remove`, `convert_lead`,
+    `merge`) model what a CRM user does in the UI; they are not API calls and are not counted.
+    `POST /__sim__/merge` runs `merge` over HTTP.
     """
 
     def __init__(
@@ -177,4 +181,37 @@ class SalesforceSimulator(FaultAnswers):
             return _Response(200, {"ok": True})
         if path == f"{SIM_PREFIX}/written" and method == "GET":
             return _Response(200, self.written())
+        if path == f"{SIM_PREFIX}/merge" and method == "POST":
+            return self._merge_control(body)
         return _Response(404, _not_found().body())
+
+    def _merge_control(self, body: bytes) -> _Response:
+        """`POST /__sim__/merge` `{"sobject", "masterId", "mergedIds"}` -> 200 the merge."""
+        try:
+            data = json.loads(body) if body.strip() else None
+        except ValueError:
+            data = None
+        if (
+            not isinstance(data, dict)
+            or not isinstance(data.get("masterId"), str)
+            or not isinstance(data.get("mergedIds"), list)
+        ):
+            return _Response(
+                400,
+                [
+                    {
+                        "errorCode": "INVALID_MERGE",
+                        "message": 'send JSON {"sobject": "Lead", "masterId": "00Q...", '
+                        '"mergedIds": ["00Q..."]}',
+                    }
+                ],
+            )
+        try:
+            done = self.merge(
+                str(data.get("sobject") or "Lead"),
+                data["masterId"],
+                [str(i) for i in data["mergedIds"]],
+            )
+        except ValueError as exc:
+            return _Response(400, [{"errorCode": "INVALID_MERGE", "message": str(exc)}])
+        return _Response(200, done)

@@ -1,8 +1,8 @@
 """Invalid settings at the command line: one clear line naming what to fix, never a traceback.
 
-Missing credentials and malformed URLs exit 2 (configuration); an unreachable database exits 1
-naming `database.url`; unreachable APIs: `syncd once` exits 1 naming the host setting, and
-`syncd run` keeps running (it retries every poll) until it is stopped.
+Missing credentials, malformed URLs and mistyped `SYNCD_*` variables exit 2 (configuration);
+an unreachable database exits 1 naming `database.url`; unreachable APIs: `syncd once` exits 1
+naming the host setting, and `syncd run` keeps running (it retries every poll) until it is stopped.
 (Setting validation itself is unit-tested in tests/unit/test_settings.py.)
 """
 
@@ -48,6 +48,12 @@ CASES = {
     "url-wrong-scheme": ({"SYNCD_PARDOT__BASE_URL": "ftp://pi.example"}, 2, ["pardot.base_url"]),
     "pg-unreachable": ({"SYNCD_DATABASE__URL": PG_NOWHERE}, 1, ["database.url"]),
     "sqlite-no-dir": ({"SYNCD_DATABASE__URL": SQLITE_NO_DIR}, 1, ["database.url"]),
+    "env-typo-db": ({"SYNCD_DATABASE_URL": "x"}, 2, ["did you mean SYNCD_DATABASE__URL?"]),
+    "env-typo-section": (
+        {"SYNCD_SYNK__POLL_INTERVAL_S": "3"},
+        2,
+        ["SYNCD_SYNK__POLL_INTERVAL_S", "did you mean SYNCD_SYNC__POLL_INTERVAL_S?"],
+    ),
 }
 
 
@@ -72,6 +78,11 @@ def test_unreachable_apis_once_exits_1_naming_the_hosts_and_run_keeps_going(
     assert "Traceback" not in done.stderr
     out = done.stdout + done.stderr
     assert "127.0.0.1:9" in out and "salesforce.login_url" in out
+    # it ends in one short line naming the setting and the host, not every feed blaming Pardot
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("syncd once: ") and len(last) < 300, last
+    assert "salesforce.login_url" in last and "127.0.0.1:9" in last
+    assert "pardot" not in last.lower()
 
     env = base_env(**GOOD, SYNCD_DATABASE__URL=f"sqlite+aiosqlite:///{tmp_path}/syncd.db")
     env.update(SYNCD_SYNC__POLL_INTERVAL_S="1", SYNCD_SYNC__SHUTDOWN_GRACE_S="5")

@@ -161,7 +161,14 @@ def test_daemon_survives_postgres_connections_cut_mid_transaction(
         assert via_proxy != pg_url
         run = start_syncd(["run"], env=_env(sims, via_proxy), cwd=tmp_path, name="run")
         try:
-            # cut every connection at random moments while the first sync runs
+            # Faults by progress, not by the clock: once the daemon is up (its first store write
+            # done; a store that fails at start-up is meant to stop it), cut every connection at
+            # random moments while the first sync runs.
+            wait_until(
+                lambda: "service_started" in run.stderr() or None,
+                timeout_s=120,
+                what="the daemon to start",
+            )
             for _ in range(25):
                 _pause(rng.uniform(0.2, 0.8))
                 px.cut()

@@ -42,7 +42,12 @@ def make_sync(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> MakeSync:
     """`Sync` (see conftest) whose simulators share syncd's clock: `s.later()` moves both, so
     each phase of a test happens in a second of its own (the simulators stamp whole seconds)."""
 
-    def make(seed: dict[str, Any], *, sync: dict[str, Any] | None = None) -> Sync:
+    def make(
+        seed: dict[str, Any],
+        *,
+        sync: dict[str, Any] | None = None,
+        pardot: dict[str, Any] | None = None,
+    ) -> Sync:
         box: list[Sync] = []
 
         def clock() -> datetime:
@@ -50,6 +55,7 @@ def make_sync(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> MakeSync:
 
         world = World(seed, clock=clock)
         overrides = world.settings_overrides()
+        overrides["pardot"].update(pardot or {})
         settings = Settings(
             database={"url": f"sqlite+aiosqlite:///{tmp_path}/syncd.db"},
             sync={"overlap_s": 300, **(sync or {})},
@@ -332,3 +338,33 @@ async def test_salesforce_poller(make_sync: MakeSync, monkeypatch: pytest.Monkey
     lift(s)
     assert await s.once() == 0
     assert len(s.leads("p@example.com")) == 1
+
+
+# -- syncd's own share of the daily limit ----------------------------------------------------------
+
+
+async def test_own_share_spent_mid_batch(make_sync: MakeSync) -> None:
+    """`sync.api_budget_share` of `pardot.daily_api_limit`: 4 Pardot calls. The share runs out
+    among the batch's Pardot updates (checked before each): the rest wait, using no attempt."""
+    seed = base_seed()
+    seed["pardot"]["prospects"] = [
+        {"id": i, "email": f"b{i}@example.com", "userId": 2, "lastName": f"B{i}"}
+        for i in range(1, 30)
+    ]
+    # Each Contact fills its prospect's blank first name: a Pardot update per prospect (the link
+    # itself is never written back to Pardot).
+    seed["salesforce"]["contacts"] = [
+        {"Id": f"003{i:012d}AAA", "Email": f"b{i}@example.com", "FirstName": f"F{i}",
+         "LastName": f"B{i}", "OwnerId": DANA}
+        for i in range(1, 30)
+    ]  # fmt: skip
+    s = make_sync(seed, pardot={"daily_api_limit": 8}, sync={"api_budget_share": 0.5})
+    assert await s.once() == 3  # stopped with work left: the spent share
+    assert "paused for API budget: pardot" in s.last_out
+    waiting = [i for p in range(1, 30) for i in await queued(s, f"p:{p}")]
+    assert waiting, "the share ran out before every prospect was synced"
+    assert {(i.state.value, i.attempts, i.last_error_code) for i in waiting} == {
+        ("pending", 0, None)
+    }
+    assert await s.errors("list", as_json=True) == 0
+    assert json.loads(s.last_out) == []

@@ -87,6 +87,9 @@ async def test_a_mixed_world_syncs_fully_and_the_second_run_writes_nothing(
         assert not any(p.get(name) for name in CONNECTOR_OWNED), (pid, p)
     assert sorted(t["Subject"] for t in s.tasks()) == ["Email: Hello", "Email: Trial",
                                                        "Email: Welcome"]  # fmt: skip
+    # The simulators refuse read-only writes, and count every field any write carried.
+    sent = s.pd.written().get("Prospect", {})
+    assert not set(sent) & {*CONNECTOR_OWNED, "createdAt", "lastActivityAt"}, sent
     before = s.api_writes()
     assert await s.once() == 0
     assert s.api_writes() == before, "the second run must write nothing on either side"

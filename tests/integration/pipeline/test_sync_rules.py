@@ -224,7 +224,7 @@ async def test_pardot_budget_pause(make_sync: MakeSync) -> None:
     ]  # fmt: skip
     # share 0.5 of 8 calls a day: syncd may make 4 Pardot calls.
     s = make_sync(seed, pardot={"daily_api_limit": 8}, sync={"api_budget_share": 0.5})
-    assert await s.once() == 3  # stopped with work left (INTERFACES.md)
+    assert await s.once() == 3  # stopped with work left (docs/interfaces.md)
     assert "paused for API budget: pardot" in s.last_out
     assert "stopped with work left" in s.last_out
     # A call or two may be in flight when the share runs out; never the whole batch.

@@ -107,4 +107,4 @@ def test_scripts_are_found_as_a_package_resource() -> None:
     location = migrate.script_location()
     assert (location / "env.py").is_file()
     assert (location / "script.py.mako").is_file()
-    assert migrate.head() == "0001"
+    assert migrate.head() == "0002_console"

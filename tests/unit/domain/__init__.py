@@ -167,7 +167,12 @@ def apply_plan(
     """
     later = NOW
     p = inp.prospect
-    if plan.action in (LinkAction.SKIP, LinkAction.MARK_DELETED):
+    if plan.action in (
+        LinkAction.SKIP,
+        LinkAction.MARK_DELETED,
+        LinkAction.RECYCLE_PROSPECT,
+        LinkAction.FAIL,
+    ):
         return inp
     if plan.action is LinkAction.CREATE_PROSPECT:
         assert plan.pardot_create is not None and inp.crm_record is not None
@@ -183,6 +188,10 @@ def apply_plan(
         return ProspectInput(prospect=p, link=_stored_link(plan, p.id, rec), linked=rec)
     assert p is not None
     rec = inp.linked if plan.action is not LinkAction.MOVE_TO_CONTACT else inp.converted_contact
+    if plan.action is LinkAction.MOVE_TO_SURVIVOR:
+        rec = next(
+            (c for c in (inp.survivor, inp.converted_contact) if c and c.id == plan.crm_id), None
+        )
     if plan.action is LinkAction.LINK and (rec is None or rec.id != plan.crm_id):
         rec = next(
             (c for c in (*inp.candidates, inp.converted_contact) if c and c.id == plan.crm_id),

@@ -24,7 +24,8 @@ DEFAULT = FieldMap.default()
         pytest.param("lastActivityAt", Policy.PARDOT, "datetime", id="pardot-last-activity"),
         pytest.param("score", Policy.PARDOT, "int", id="pardot-score"),
         pytest.param("grade", Policy.PARDOT, "str", id="pardot-grade"),
-        pytest.param("optedOut", Policy.RECENT, "bool", id="opt-out-recent"),
+        # Issue 15: an unsubscribe is a legal fact, not a field value (no more "most recent").
+        pytest.param("optedOut", Policy.OPT_OUT_WINS, "bool", id="opt-out-wins"),
     ],
 )
 def test_default_policies_follow_the_seed(pardot: str, policy: Policy, kind: str) -> None:
@@ -41,6 +42,8 @@ def test_contact_uses_mailing_address_and_has_no_company_or_website() -> None:
     assert {"Company", "Website", "Street", "PostalCode"} <= set(lead)
     assert "Id" in DEFAULT.crm_select_fields(CrmType.LEAD)
     assert "IsConverted" in DEFAULT.crm_select_fields(CrmType.LEAD)
+    for crm_type in CrmType:  # a deleted record read by queryAll names its merge survivor
+        assert "MasterRecordId" in DEFAULT.crm_select_fields(crm_type)
 
 
 def test_pardot_fields_include_the_link_fields() -> None:

@@ -88,6 +88,9 @@ def field_maps(draw: st.DrawFn) -> FieldMap:
             if is_read_only_pardot_field(name)
             else list(Policy)
         )
+        rule = FIELD_MAP.rule(name)
+        if rule is None or rule.kind != "bool":  # opt_out_wins is for opt-out flags only
+            allowed = [p for p in allowed if p is not Policy.OPT_OUT_WINS]
         policy = draw(st.sampled_from([p.value for p in allowed]))
         overrides[name] = {"policy": policy, "blank_overwrites": draw(st.booleans())}
     return FieldMap(rules=tuple(r for r in FIELD_MAP.rules if r.pardot in FIELDS)).with_overrides(

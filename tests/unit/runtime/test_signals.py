@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
-from syncd.runtime.signals import StopSignals
+from syncd.runtime.signals import Stop, StopSignals
 
 
 class _TinyService:
@@ -81,3 +81,21 @@ async def test_handlers_are_removed_on_exit() -> None:
     # remove_signal_handler returns False when no handler is installed
     assert not loop.remove_signal_handler(signal.SIGTERM)
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [(signal.SIGTERM, signal.SIGINT), (signal.SIGINT, signal.SIGTERM)],
+)
+async def test_a_stop_is_requested_then_forced_whichever_signal_comes(
+    first: signal.Signals, second: signal.Signals
+) -> None:
+    """`run`, `once` and `demo` all drive a `Stop`: the signals behave alike in each."""
+    stop = Stop()
+    with StopSignals.for_stop(stop):
+        os.kill(os.getpid(), first)
+        await asyncio.wait_for(stop.requested.wait(), 10)
+        assert not stop.is_forced and stop.exit_code == 0 and stop.reason == first.name
+        os.kill(os.getpid(), second)
+        await asyncio.wait_for(stop.forced.wait(), 10)
+    assert stop.exit_code == 128 + second
