@@ -1,4 +1,5 @@
-"""`make bench` / `python -m bench`: backfill, steady state and growth, on SQLite and PostgreSQL.
+"""`make bench` / `python -m bench`: backfill in three worlds, syncd vs the per-record script,
+steady state, growth, and the aims of issue 13, on SQLite and PostgreSQL.
 
 Every run starts the simulators (`bench._simserver`, real HTTP, `--latency-ms` added to every
 call, Pardot's 5-connection limit on) and `syncd run` in separate processes, on a fresh SQLite
@@ -59,7 +60,9 @@ SMALL = (
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="python -m bench", description=" ".join(__doc__.split("\n\n")[0].split())
+    )
     p.add_argument("--base", type=int, default=None, help=f"prospects (default {DEFAULT_BASE})")
     p.add_argument("--scale", type=int, default=10, help="growth run size: base x scale")
     p.add_argument("--full", action="store_true", help=f"the issue's sizes: {FULL_BASE:,} base")

@@ -15,14 +15,16 @@ one record at a time, no batching, no concurrency, no state kept between runs:
 
 It maps the fields syncd maps by default that such a script would carry (names, title, phone,
 company, source). Run it as `python -m bench.baseline_script --salesforce URL --pardot URL
---client-id ID --client-secret SECRET --business-unit-id 0Uv...`; it prints one JSON line of
-counts. `bench.compare` runs it beside `syncd once` on the same world.
+--client-id ID --business-unit-id 0Uv...` with the client secret in `BASELINE_CLIENT_SECRET`
+(or `--client-secret`); it prints one JSON line of counts. `bench.compare` runs it beside
+`syncd once` on the same world.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -198,10 +200,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--salesforce", required=True, help="Salesforce base URL")
     p.add_argument("--pardot", required=True, help="Pardot base URL")
     p.add_argument("--client-id", required=True)
-    p.add_argument("--client-secret", required=True)
+    p.add_argument(
+        "--client-secret",
+        default=os.environ.get("BASELINE_CLIENT_SECRET"),
+        help="or the environment variable BASELINE_CLIENT_SECRET (kept out of `ps`)",
+    )
     p.add_argument("--business-unit-id", required=True)
     p.add_argument("--api-version", default="60.0")
     args = p.parse_args(argv)
+    if not args.client_secret:
+        p.error("set --client-secret or BASELINE_CLIENT_SECRET")
     print(json.dumps(Script(args).run()))
     return 0
 

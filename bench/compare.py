@@ -13,6 +13,7 @@ run covers the process and everything it started and reaped.
 from __future__ import annotations
 
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -90,11 +91,14 @@ def run_script(seed: dict[str, Any], *, latency_ms: float, timeout_s: float) -> 
             "--salesforce", env["SYNCD_SALESFORCE__LOGIN_URL"],
             "--pardot", env["SYNCD_PARDOT__BASE_URL"],
             "--client-id", env["SYNCD_SALESFORCE__CLIENT_ID"],
-            "--client-secret", env["SYNCD_SALESFORCE__CLIENT_SECRET"],
             "--business-unit-id", env["SYNCD_PARDOT__BUSINESS_UNIT_ID"],
         ]  # fmt: skip
+        child_env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("SYNCD_")},
+            "BASELINE_CLIENT_SECRET": env["SYNCD_SALESFORCE__CLIENT_SECRET"],
+        }
         before = sims.counters()
-        run = _timed(cmd, None, timeout_s)
+        run = _timed(cmd, child_env, timeout_s)
         after = sims.counters()
     if run["exit"] != 0:
         raise RuntimeError(f"the baseline script exited {run['exit']}: {run['stderr']}")
