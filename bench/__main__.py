@@ -16,7 +16,9 @@ Scenarios (see `bench.backfill`, `bench.worlds`, `bench.compare` and `bench.stea
 3. steady state: each of `--rates` edits a second (10 and 100) on both sides for `--steady-s`
    seconds, per database: p95 edit -> synced against the aim (poll interval + 1 s);
 4. growth: the backfill at `--scale` times `--base` on SQLite, to show how time and memory grow;
-5. the aims of issue 13, each with its figure and met / not met.
+5. Pardot writes: `--writes` prospect updates as one PATCH each and through the Import API
+   (`bench.pardot_writes`);
+6. the aims of issue 13, each with its figure and met / not met.
 
 Daemon CPU counts every process of `syncd run` (the main one and any it starts).
 
@@ -48,6 +50,7 @@ from bench.aims import aims_table, evaluate_aims
 from bench.backfill import run_backfill
 from bench.compare import DEFAULT_PROSPECTS as COMPARE_PROSPECTS
 from bench.compare import run_compare
+from bench.pardot_writes import run_pardot_writes
 from bench.steady import run_steady
 from bench.worlds import WORLDS
 
@@ -72,12 +75,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--compare", type=int, default=COMPARE_PROSPECTS, help="prospects of the script run"
     )
+    p.add_argument(
+        "--writes", type=int, default=2_000, help="prospects of the PATCH vs import run (0 skips)"
+    )
     p.add_argument("--steady-s", type=float, default=60.0)
     p.add_argument("--rate", type=float, default=None, help="one steady-state rate (edits/s)")
     p.add_argument("--rates", default="10,100", help="steady-state edits a second, comma list")
     p.add_argument("--steady-base", type=int, default=1_000)
     p.add_argument(
-        "--skip", default="", help="comma list of backfill,compare,steady,growth to skip"
+        "--skip", default="", help="comma list of backfill,compare,steady,growth,writes to skip"
     )
     p.add_argument("--workers", type=int, default=None, help="sync.workers for the daemon")
     p.add_argument("--batch-size", type=int, default=1000, help="sync.batch_size for the daemon")
@@ -180,9 +186,11 @@ def render(doc: dict[str, Any]) -> str:
             f"{g['scale']}x the data.",
             "",
         ]
+    if doc.get("pardot_writes"):
+        out += _render_writes(doc["pardot_writes"])
     if doc.get("aims"):
         out += [
-            "## 5. The aims of issue 13",
+            "## 6. The aims of issue 13",
             "",
             "Each aim with the figure this run measured; an aim measured at a smaller size "
             "than the issue's says so.",
@@ -191,6 +199,36 @@ def render(doc: dict[str, Any]) -> str:
             "",
         ]
     return "\n".join(out)
+
+
+def _render_writes(w: dict[str, Any]) -> list[str]:
+    rows = [
+        [
+            way,
+            w[f"{way}_wall_s"],
+            w[f"{way}_per_s"],
+            w[f"{way}_pardot_calls"],
+            w[f"{way}_refused_66"],
+            w[f"{way}_rows_applied"],
+        ]
+        for way in ("patch", "import")
+    ]
+    table = markdown_table(
+        ["way", "wall s", "prospects/s", "Pardot calls", "66 refusals", "rows applied"], rows
+    )
+    return [
+        "## 5. Pardot writes: one PATCH a prospect against the Import API",
+        "",
+        f"{w['prospects']:,} prospect updates sent by syncd's clients (`PardotClient` with 5 "
+        f"connections; `PardotImports`, polling every {w['poll_interval_s']:g} s) to the "
+        f"simulator over real HTTP at {w['latency_ms']:g} ms a call. The simulator processes an "
+        "import on its second status read; the real Import API takes seconds to minutes, so "
+        "the import row is its call cost, not Pardot's processing time."
+        + (f" ({w['note']})" if w.get("note") else ""),
+        "",
+        table,
+        "",
+    ]
 
 
 def _render_compare(c: dict[str, Any]) -> list[str]:
@@ -322,6 +360,8 @@ def main(argv: list[str] | None = None) -> int:
             "time_ratio": big["wall_s"] / small["wall_s"],
             "memory_ratio": big["peak_rss_mb"] / small["peak_rss_mb"],
         }
+    if "writes" not in skip and args.writes > 0:
+        doc["pardot_writes"] = run_pardot_writes(args.writes, latency_ms=args.latency_ms)
     doc["aims"] = evaluate_aims(doc)
     doc["duration_s"] = round(time.monotonic() - started, 1)
     markdown = render(doc)

@@ -22,7 +22,8 @@ EXPECTED_SECTIONS = (
     "## 2. syncd against the per-record script",
     "## 3. Steady state",
     "## 4. Growth",
-    "## 5. The aims of issue 13",
+    "## 6. The aims of issue 13",
+    "## 5. Pardot writes: one PATCH a prospect against the Import API",
 )
 
 
@@ -32,7 +33,7 @@ def test_a_tiny_run_writes_well_formed_tables(tmp_path: Path) -> None:
         [
             "--base", "150", "--scale", "2", "--databases", "sqlite",
             "--steady-s", "3", "--steady-base", "100", "--rates", "4",
-            "--poll-interval", "1", "--compare", "40", "--out", str(out),
+            "--poll-interval", "1", "--compare", "40", "--writes", "50", "--out", str(out),
         ]
     )  # fmt: skip
     assert code == 0
@@ -66,6 +67,10 @@ def test_a_tiny_run_writes_well_formed_tables(tmp_path: Path) -> None:
     counts = compare["script"]["counts"]
     assert counts["prospects"] == 40 and counts["leads_created"] > 0 and counts["tasks"] > 0
     assert "x the script's speed" in markdown
+    writes = doc["pardot_writes"]
+    assert writes["patch_rows_applied"] == writes["import_rows_applied"] == 50
+    assert writes["patch_pardot_calls"] == 50 and writes["import_pardot_calls"] < 10
+    assert writes["import_row_errors"] == 0
     (steady,) = doc["steady"]
     assert steady["changes"] > 0 and steady["synced"] == steady["changes"]
     assert steady["p50_ms"] <= steady["p95_ms"] <= steady["p99_ms"]
@@ -89,6 +94,8 @@ def test_a_tiny_run_writes_well_formed_tables(tmp_path: Path) -> None:
         cells = line.count("|")
         if line.startswith("|---"):
             continue
-        if header_cells is None or line.startswith(("| world", "| database", "| run", "| aim")):
+        if header_cells is None or line.startswith(
+            ("| world", "| database", "| run", "| aim", "| way")
+        ):
             header_cells = cells
         assert cells == header_cells, line
