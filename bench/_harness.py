@@ -31,9 +31,10 @@ from typing import Any
 
 import httpx
 import psutil
+import sqlalchemy as sa
 
 from syncd.runtime.snapshot import Snapshot, read_snapshot
-from syncd.store import Store
+from syncd.store import Store, tables
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -259,21 +260,11 @@ class Daemon:
     peak_rss: int = 0
     started_at: float = 0.0
     cpu_s: float = 0.0
+    processes_seen: int = 1
+    _child_cpu: dict[int, float] = field(default_factory=dict)
 
     def start(self) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCD_")}
-        env.update(self.sims.env)
-        env.update(
-            {
-                "SYNCD_DATABASE__URL": self.db_url,
-                # The bench measures speed, not the budget guard: let syncd use it all.
-                "SYNCD_PARDOT__DAILY_API_LIMIT": "10000000",
-                "SYNCD_SYNC__API_BUDGET_SHARE": "1.0",
-                "SYNCD_LOG__LEVEL": "warning",
-                "SYNCD_LOG__FORMAT": "json",
-                **self.settings,
-            }
-        )
+        env = daemon_env(self.sims, self.db_url, self.settings)
         out = open(self.log_path, "w") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self.started_at = time.monotonic()
         self.proc = subprocess.Popen(
@@ -300,19 +291,34 @@ class Daemon:
             )
 
     def _sample(self) -> None:
+        ticks = 0
         while not self._sampling.wait(0.1):
             try:
                 self.peak_rss = max(self.peak_rss, self._ps.memory_info().rss)
             except psutil.Error:
                 return
+            ticks += 1
+            if ticks % 10 == 0:  # once a second: catch short-lived worker processes' CPU
+                self.cpu_seconds()
 
     def cpu_seconds(self) -> float:
-        """User + system CPU seconds the daemon has used so far."""
+        """User + system CPU seconds used so far by every process of the daemon: the main one,
+        its children alive now (worker processes, if any), and those already gone (their last
+        sample, or the kernel's count of reaped children, whichever is larger)."""
         try:
             t = self._ps.cpu_times()
+            children = self._ps.children(recursive=True)
         except psutil.Error:
             return self.cpu_s
-        self.cpu_s = float(t.user + t.system)
+        for child in children:
+            try:
+                c = child.cpu_times()
+            except psutil.Error:
+                continue
+            self._child_cpu[child.pid] = float(c.user + c.system)
+        self.processes_seen = 1 + len(self._child_cpu)
+        reaped = float(t.children_user + t.children_system)
+        self.cpu_s = float(t.user + t.system) + max(reaped, sum(self._child_cpu.values()))
         return self.cpu_s
 
     def rss(self) -> int:
@@ -341,6 +347,27 @@ class Daemon:
         return int(self.proc.returncode or 0)
 
 
+def daemon_env(
+    sims: Simulators, db_url: str, settings: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The environment of a `syncd` process pointed at `sims` and `db_url` (SYNCD_* only from
+    here: the caller's own SYNCD_* variables are dropped)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCD_")}
+    env.update(sims.env)
+    env.update(
+        {
+            "SYNCD_DATABASE__URL": db_url,
+            # The bench measures speed, not the budget guard: let syncd use it all.
+            "SYNCD_PARDOT__DAILY_API_LIMIT": "10000000",
+            "SYNCD_SYNC__API_BUDGET_SHARE": "1.0",
+            "SYNCD_LOG__LEVEL": "warning",
+            "SYNCD_LOG__FORMAT": "json",
+            **(settings or {}),
+        }
+    )
+    return env
+
+
 class StoreWatch:
     """Reads the daemon's store (what `syncd status` shows) from the bench process."""
 
@@ -359,6 +386,17 @@ class StoreWatch:
             return await read_snapshot(self.store, now=datetime.now(UTC), stale_s=120)
         except Exception:
             return None
+
+    async def links_count(self) -> int | None:
+        """How many prospects the daemon has linked so far (None if the store is not ready)."""
+        if self.store is None:
+            return None
+        try:
+            async with self.store.read() as tx:
+                n = await tx.scalar(sa.select(sa.func.count()).select_from(tables.links))
+        except Exception:
+            return None
+        return int(n or 0)
 
     async def aclose(self) -> None:
         if self.store is not None:
@@ -405,7 +443,9 @@ async def wait_drained(
         if snap is not None and snap.migrated and snap.feeds:
             q = snap.queue
             if progress is not None:
-                progress(elapsed, q)
+                shown = progress(elapsed, q)
+                if asyncio.iscoroutine(shown):
+                    await shown
             if q.pending == 0 and q.claimed == 0:
                 if empty_at is None:
                     empty_at = elapsed

@@ -28,38 +28,50 @@ from bench._harness import (
     stored_links,
     wait_drained,
 )
-from syncd.simulators.generate import Shape, generate_seed
+from bench.worlds import BENCH_SHAPE, make_world, pardot_write_share
 from syncd.store import QueueCounts
+
+__all__ = ["BENCH_SHAPE", "backfill_seed", "run_backfill"]
 
 POLL_INTERVAL_S = 5.0
 QUIET_POLLS = 2.5  # an empty queue for this many poll intervals: the echoes were polled and done
-BENCH_SHAPE = Shape(match_contact=0.25, match_lead=0.25, unassigned=0.0, duplicate_crm=0.0)
+PATCH_ROUTE = "pardot PATCH /api/v5/objects/prospects/{id}"
+IMPORT_ROUTES = ("pardot POST /api/v5/imports", "pardot POST /api/v5/imports/{id}/batches")
 
 
-def backfill_seed(prospects: int) -> dict[str, Any]:
-    """The issue's world scaled to `prospects` (50,000 -> 40,000 CRM records, 20,000 emails)."""
-    return generate_seed(
-        prospects,
-        crm_records=int(prospects * 0.8),
-        emails=int(prospects * 0.4),
-        shape=BENCH_SHAPE,
-    )
+def backfill_seed(prospects: int, world: str = "today") -> dict[str, Any]:
+    """The issue's world scaled to `prospects` (50,000 -> 40,000 CRM records, 20,000 emails);
+    `world` is one of `bench.worlds.WORLDS`."""
+    return make_world(prospects, world)
 
 
-def _progress(label: str) -> Any:
-    last = [0.0]
+class _Progress:
+    """Prints progress every 10 s and notes the daemon's peak RSS (so far) when the linked
+    prospects first reach each tenth of the world: with `--full`, the figure at 50,000 of
+    500,000 beside the one at the end shows whether memory stays flat within one run."""
 
-    def show(elapsed: float, q: QueueCounts) -> None:
-        if elapsed - last[0] >= 10:
-            last[0] = elapsed
-            print(
-                f"  [{label}] {elapsed:5.0f} s: pending {q.pending}, claimed {q.claimed}, "
-                f"errors {q.error}",
-                file=sys.stderr,
-                flush=True,
-            )
+    def __init__(self, label: str, watch: StoreWatch, daemon: Daemon, prospects: int) -> None:
+        self.label, self.watch, self.daemon, self.prospects = label, watch, daemon, prospects
+        self.last = 0.0
+        self.rss_mb_at: dict[str, float] = {}
 
-    return show
+    async def __call__(self, elapsed: float, q: QueueCounts) -> None:
+        if elapsed - self.last < 10:
+            return
+        self.last = elapsed
+        print(
+            f"  [{self.label}] {elapsed:5.0f} s: pending {q.pending}, claimed {q.claimed}, "
+            f"errors {q.error}",
+            file=sys.stderr,
+            flush=True,
+        )
+        linked = await self.watch.links_count()
+        if linked is None:
+            return
+        for tenth in range(1, 11):
+            mark = self.prospects * tenth // 10
+            if linked >= mark and str(mark) not in self.rss_mb_at:
+                self.rss_mb_at[str(mark)] = round(self.daemon.peak_rss / 2**20, 1)
 
 
 def run_backfill(
@@ -71,12 +83,18 @@ def run_backfill(
     timeout_s: float = 900.0,
     log_dir: Path | None = None,
     poll_interval_s: float = POLL_INTERVAL_S,
+    world: str = "today",
 ) -> dict[str, Any]:
-    """One backfill run; returns its figures (a row of the table)."""
-    seed = backfill_seed(prospects)
+    """One backfill run; returns its figures (a row of the table).
+
+    `timeout_s` grows with the size (one second for every 20 prospects at least), so the
+    500,000-prospect run of `--full` is not cut short."""
+    timeout_s = max(timeout_s, prospects / 20.0)
+    seed = backfill_seed(prospects, world)
     crm = len(seed["salesforce"]["leads"]) + len(seed["salesforce"]["contacts"])
     emails = len(seed["pardot"]["emails"])
-    label = f"backfill {prospects:,} {db_kind}"
+    built_share = pardot_write_share(seed)
+    label = f"backfill {prospects:,} {db_kind} ({world})"
     print(f"{label}: starting", file=sys.stderr, flush=True)
     with (
         tempfile.TemporaryDirectory(prefix="syncd-bench-") as tmp,
@@ -89,13 +107,14 @@ def run_backfill(
             sims,
             db.url,
             settings={"SYNCD_SYNC__POLL_INTERVAL_S": str(poll_interval_s), **(settings or {})},
-            log_path=(log_dir / f"backfill-{prospects}-{db_kind}.log") if log_dir else None,
+            log_path=(log_dir / f"backfill-{prospects}-{db_kind}-{world}.log") if log_dir else None,
         )
         watch = StoreWatch(db.url)
         daemon.start()
         try:
             quiet_s = QUIET_POLLS * poll_interval_s
-            wall_s = asyncio.run(_drain(watch, daemon, timeout_s, label, quiet_s))
+            progress = _Progress(label, watch, daemon, prospects)
+            wall_s = asyncio.run(_drain(watch, daemon, timeout_s, progress, quiet_s))
             after = sims.counters()
             daemon.cpu_seconds()
             final = asyncio.run(_final_counts(db.url))
@@ -103,7 +122,10 @@ def run_backfill(
             daemon.stop()
         synced = len(stored_links(db.url, limit=prospects + 1))
     calls = api_calls(before, after)
+    routes = calls_by_route(before, after)
+    patches = routes.get(PATCH_ROUTE, 0)
     row = {
+        "world": world,
         "prospects": prospects,
         "crm_records": crm,
         "emails": emails,
@@ -117,21 +139,27 @@ def run_backfill(
         "salesforce_calls_per_prospect": round(calls["salesforce"] / prospects, 4),
         "pardot_calls_per_prospect": round(calls["pardot"] / prospects, 3),
         "peak_rss_mb": round(daemon.peak_rss / 2**20, 1),
+        "peak_rss_mb_at_linked": progress.rss_mb_at,
         "daemon_cpu_s": round(daemon.cpu_s, 1),
+        "daemon_cpu_ms_per_prospect": round(daemon.cpu_s * 1000.0 / prospects, 2),
+        "daemon_processes": daemon.processes_seen,
+        "built_pardot_write_share": None if built_share is None else round(built_share, 3),
+        "pardot_patches_per_prospect": round(patches / prospects, 3),
+        "pardot_import_calls": sum(routes.get(r, 0) for r in IMPORT_ROUTES),
         "synced_prospects": synced,
         "error_queue": final.error,
-        "calls_by_route": calls_by_route(before, after),
+        "calls_by_route": routes,
     }
     print(f"{label}: {row}", file=sys.stderr, flush=True)
     return row
 
 
 async def _drain(
-    watch: StoreWatch, daemon: Daemon, timeout_s: float, label: str, quiet_s: float
+    watch: StoreWatch, daemon: Daemon, timeout_s: float, progress: _Progress, quiet_s: float
 ) -> float:
     try:
         return await wait_drained(
-            watch, daemon, quiet_s=quiet_s, timeout_s=timeout_s, progress=_progress(label)
+            watch, daemon, quiet_s=quiet_s, timeout_s=timeout_s, progress=progress
         )
     finally:
         await watch.aclose()

@@ -144,6 +144,14 @@ class _Seen:
         return True
 
 
+@dataclass(frozen=True, slots=True)
+class RawBody:
+    """A request body sent as is, not as JSON (the Import API's multipart CSV batches)."""
+
+    content: bytes
+    content_type: str
+
+
 class PardotClient:
     """Pardot API v5 calls for syncd; see the module docstring for errors and paging."""
 
@@ -503,14 +511,14 @@ class PardotClient:
     ) -> T:
         """One API call through the shared call chain, its answer read by `read`."""
 
+        headers = {"Pardot-Business-Unit-Id": self._business_unit_id}
+        sent: dict[str, Any] = {"json": body}
+        if isinstance(body, RawBody):  # the Import API's multipart CSV batches
+            sent = {"content": body.content}
+            headers["Content-Type"] = body.content_type
+
         async def build() -> httpx.Request:
-            return self._http.build_request(
-                method,
-                path,
-                params=params,
-                json=body,
-                headers={"Pardot-Business-Unit-Id": self._business_unit_id},
-            )
+            return self._http.build_request(method, path, params=params, headers=headers, **sent)
 
         return await self._chain.call(
             build, read=lambda response, _: read(response), idempotent=idempotent

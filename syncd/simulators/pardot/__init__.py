@@ -98,6 +98,11 @@ Prospect writes
     * Timestamps have whole-second precision, so many rows share one `updatedAt` (as on the real
       API); they render in the account time zone with its offset (seed `timezone`, default -04:00).
 
+Imports
+    * The Import API (`/api/v5/imports`: create, CSV batches, submit, status, error CSV), with
+      its limits and a deterministic asynchronous processing model: see
+      `syncd.simulators.pardot.imports`. `POST /__sim__/imports` sets its fault knob.
+
 Users, emails, limits
     * `GET /users` and `/users/{id}` (sortable by id, createdAt, updatedAt; filter `email`, ids,
       dates). `GET /emails` and `/emails/{id}`: one record per email sent to a prospect (sortable

@@ -23,6 +23,8 @@ from syncd.simulators._base import (
     update_faults,
     wall_clock,
 )
+from syncd.simulators.pardot.import_values import IMPORTS_PREFIX
+from syncd.simulators.pardot.imports import ImportApi
 from syncd.simulators.pardot.limits import _ConcurrencyGate
 from syncd.simulators.pardot.schema import (
     _BU_ID,
@@ -45,10 +47,9 @@ from syncd.simulators.pardot.wire import (
     _send_answer,
     _server_error,
 )
-from syncd.simulators.pardot.writes import WriteApi
 
 
-class PardotSimulator(WriteApi):
+class PardotSimulator(ImportApi):
     """The Pardot v5 simulator: seeded state, the ASGI `app`, counters, limits and faults."""
 
     def __init__(
@@ -86,6 +87,7 @@ class PardotSimulator(WriteApi):
         self.prospects_table = _Table(PROSPECTS)
         self.emails_table = _Table(EMAILS)
         self._load_seed(seed)
+        self._init_imports(seed)
         self.faults = faults if faults is not None else Faults.from_seed(seed.get("faults"))
         inner = SimulatorMiddleware(
             self._asgi,
@@ -130,6 +132,12 @@ class PardotSimulator(WriteApi):
             return _Answer(200, {"ok": True})
         if path == f"{SIM_PREFIX}/written" and request.method == "GET":
             return _Answer(200, self.written())
+        if path == f"{SIM_PREFIX}/imports" and request.method == "POST":
+            try:
+                with self._lock:
+                    return _Answer(200, self.imports_control(body))
+            except ValueError as exc:
+                raise ApiError(400, 1, str(exc)) from None
         raise ApiError(404, 198, "Endpoint not found")
 
     def _authenticate(self, request: Request) -> int | None:
@@ -160,13 +168,18 @@ class PardotSimulator(WriteApi):
 
     def _handle(self, request: Request, body: bytes) -> _Answer:
         path = request.url.path
-        if not path.startswith(API_PREFIX):
+        is_import = path == IMPORTS_PREFIX or path.startswith(IMPORTS_PREFIX + "/")
+        if not path.startswith(API_PREFIX) and not is_import:
             raise ApiError(404, 198, "Endpoint not found")
         self._note_write(request.method, path, body)
         actor = self._authenticate(request)
         self._charge_call()
-        parts = path[len(API_PREFIX) :].strip("/").split("/")
-        answer = self._route(request, parts, body, actor)
+        if is_import:
+            rest = path[len(IMPORTS_PREFIX) :].strip("/")
+            answer = self._route_imports(request, rest.split("/") if rest else [], body, actor)
+        else:
+            parts = path[len(API_PREFIX) :].strip("/").split("/")
+            answer = self._route(request, parts, body, actor)
         if request.headers.get("x-return-api-usage") == "1":
             answer.headers.append(("x-api-usage", str(self.api_usage)))
         return answer

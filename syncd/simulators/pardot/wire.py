@@ -31,6 +31,8 @@ class _Answer:
     status: int
     body: Any = None  # JSON value; None: no body
     headers: list[tuple[str, str]] = field(default_factory=list)
+    raw: bytes | None = None  # a non-JSON body (the Import API's error CSV), sent as is
+    content_type: str = "application/json"
 
 
 def _json_object(body: bytes) -> dict[str, Any]:
@@ -60,10 +62,13 @@ def _server_error(status: int) -> CannedResponse:
 
 
 async def _send_answer(send: Send, answer: _Answer) -> None:
-    body = b"" if answer.body is None else json_bytes(answer.body)
+    if answer.raw is not None:
+        body = answer.raw
+    else:
+        body = b"" if answer.body is None else json_bytes(answer.body)
     headers = [(k.lower().encode(), v.encode()) for k, v in answer.headers]
-    if answer.body is not None:
-        headers.append((b"content-type", b"application/json"))
+    if answer.body is not None or answer.raw is not None:
+        headers.append((b"content-type", answer.content_type.encode()))
     headers.append((b"content-length", str(len(body)).encode()))
     await send({"type": "http.response.start", "status": answer.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -156,10 +156,14 @@ def test_daemon_survives_postgres_connections_cut_mid_transaction(
 ) -> None:
     seed, seed_file = _world(tmp_path)
     rng = random.Random(3)
-    with proxy() as px, simulators(tmp_path, seed=seed_file) as sims:
+    # 30 ms a call and batches of 10: the first sync is many short transactions, still running
+    # while the cuts come, on a fast machine or a slow one.
+    slow = ("--latency-ms", "30")
+    with proxy() as px, simulators(tmp_path, seed=seed_file, extra_args=slow) as sims:
         via_proxy = pg_url.replace("127.0.0.1:5432", f"127.0.0.1:{px.port}")
         assert via_proxy != pg_url
-        run = start_syncd(["run"], env=_env(sims, via_proxy), cwd=tmp_path, name="run")
+        env = _env(sims, via_proxy, SYNCD_SYNC__BATCH_SIZE="10")
+        run = start_syncd(["run"], env=env, cwd=tmp_path, name="run")
         try:
             # Faults by progress, not by the clock: once the daemon is up (its first store write
             # done; a store that fails at start-up is meant to stop it), cut every connection at

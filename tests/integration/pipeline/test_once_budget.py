@@ -11,17 +11,28 @@ from syncd.commands import once as once_cmd
 from syncd.runtime import worker
 from syncd.store import Store
 
-from .conftest import MakeSync, base_seed
+from .conftest import DANA, MakeSync, Sync, base_seed
 
 PROSPECTS = 29
 
 
 def _seed() -> dict[str, object]:
+    """Each prospect matches a Contact whose first name fills the prospect's blank one: one
+    Pardot update per prospect (the link itself is never written to Pardot, RULES.md 2a)."""
     seed = base_seed()
     seed["pardot"]["prospects"] = [  # type: ignore[index]
         {"id": i, "email": f"b{i}@example.com", "userId": 2} for i in range(1, PROSPECTS + 1)
     ]
+    seed["salesforce"]["contacts"] = [  # type: ignore[index]
+        {"Id": f"003{i:012d}AAA", "Email": f"b{i}@example.com", "FirstName": f"F{i}",
+         "LastName": f"B{i}", "OwnerId": DANA}
+        for i in range(1, PROSPECTS + 1)
+    ]  # fmt: skip
     return seed
+
+
+def _synced(s: Sync) -> int:
+    return sum(1 for p in s.pd.prospects() if p.get("firstName"))
 
 
 async def test_once_with_a_spent_budget_exits_3_and_says_what_is_left(
@@ -32,7 +43,7 @@ async def test_once_with_a_spent_budget_exits_3_and_says_what_is_left(
     assert await s.once() == 3
     assert "stopped with work left:" in s.last_out
     assert "pardot until" in s.last_out and "--wait-budget" in s.last_out
-    assert sum(1 for p in s.pd.prospects() if p.get("salesforceId")) < PROSPECTS
+    assert _synced(s) < PROSPECTS
 
 
 async def test_wait_budget_waits_for_the_budget_and_finishes(
@@ -63,7 +74,8 @@ async def test_wait_budget_waits_for_the_budget_and_finishes(
     out = s.capsys.readouterr().out
     assert rc == 0, out
     assert "stopped with work left" not in out
-    assert all(len(s.leads(f"b{i}@example.com")) == 1 for i in range(1, PROSPECTS + 1))
+    assert _synced(s) == PROSPECTS
+    assert s.leads() == []  # every prospect matched its Contact: no Lead created
     store = await Store.open(s.settings.database.url)
     try:
         async with store.read() as tx:
