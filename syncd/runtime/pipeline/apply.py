@@ -64,11 +64,32 @@ class Applier:
 
         await self._create_leads(board, todo(LinkAction.CREATE_LEAD), directory)
         await self._create_prospects(board, todo(LinkAction.CREATE_PROSPECT))
+        await self._recycle_prospects(board, todo(LinkAction.RECYCLE_PROSPECT))
         await self._update_crm(board, todo())
         await self.tasks.log(board, todo(), directory)
         await self._update_pardot(board, todo())
         for i in todo():
             board.set(i, status=Status.APPLIED)
+
+    # -- recycle bin -----------------------------------------------------------------------------
+
+    async def _recycle_prospects(self, board: Board, idx: list[int]) -> None:
+        """`sync.crm_delete_action = "recycle"`: the CRM record was deleted (not merged), so the
+        prospect goes to Pardot's recycle bin, as Salesforce's own connector does. A prospect
+        already gone counts as done (the client reads both not-found codes so)."""
+        for i in idx:
+            pid = board[i].prospect_id
+            if pid is None:
+                continue
+            try:
+                self.rt.budget.check("pardot")
+                await self.rt.pardot.delete_prospect(pid)
+            except errors.BudgetExhaustedError as signal:
+                board.pause(i, signal)
+            except errors.APIError as exc:
+                board.fail(i, exc)
+            else:
+                log.info("prospect_recycled", prospect_id=pid)
 
     # -- Lead creates ----------------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
+from syncd import errors
 from syncd.domain.models import Directory, LinkAction, SyncConfig
 from syncd.domain.plan import Plan, reconcile
 from syncd.runtime.pipeline.stages import Status, Work
@@ -42,6 +43,13 @@ def decide_one(w: Work, *, config: SyncConfig, directory: Directory, now: dateti
     if w.inp is None:
         return w.but(status=Status.DECIDED)  # nothing to decide
     plan = reconcile(w.inp, config=config, directory=directory, now=now)
+    if plan.action is LinkAction.FAIL and plan.error is not None:
+        # A decision the sync refuses to act on (an email another linked prospect holds): the
+        # item goes to the error queue with the reason, and nothing is written.
+        refused = errors.PermanentAPIError(
+            system="syncd", status=None, code=plan.error.code, message=plan.error.message
+        )
+        return w.but(plan=plan, status=Status.DECIDED).failed(refused)
     return w.but(plan=plan, status=Status.DECIDED)
 
 

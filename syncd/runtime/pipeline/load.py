@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from syncd import errors
 from syncd.clients.prospects import prospect_from
-from syncd.clients.records import CrmRecords
+from syncd.clients.records import CrmRecords, record_from
 from syncd.domain.match import email_key
 from syncd.domain.models import CrmRecord, Prospect, ProspectInput, SentEmail, sf_id_key
 from syncd.domain.plan import mirror_value
 from syncd.domain.values import parse_datetime
+from syncd.runtime.lifecycle import MergeRead, email_keys_to_check, email_owners, read_merged
 from syncd.runtime.pipeline.stages import Status, Work, domain_link, echo_stamp
 from syncd.runtime.wiring import Runtime
 from syncd.store.models import Link as StoredLink
@@ -157,6 +158,34 @@ def wanted_crm(works: Sequence[Work]) -> tuple[list[str], list[str], list[int]]:
     return ids, emails, unlinked
 
 
+def life_cycle_input(
+    inp: ProspectInput,
+    w: Work,
+    merged: Mapping[str, MergeRead],
+    links_by_email: Mapping[str, Sequence[StoredLink]],
+    is_taken: Callable[[CrmRecord], bool],
+) -> ProspectInput:
+    """`inp` with what the record life cycle needs (pure): for a linked record the ordinary
+    query no longer finds, its deleted row and merge survivor (`queryAll`), and the other
+    linked prospects holding the emails this item may write (RULES.md 2a; issue 15)."""
+    link = w.stored_link
+    if link is None or w.prospect is None:
+        return inp
+    linked, survivor, taken = inp.linked, inp.survivor, inp.taken_crm_ids
+    found = merged.get(sf_id_key(link.crm_id))
+    if found is not None:
+        linked, survivor = found.record, found.survivor
+        if survivor is not None and is_taken(survivor):
+            taken = taken | {survivor.id}
+    return replace(
+        inp,
+        linked=linked,
+        survivor=survivor,
+        taken_crm_ids=taken,
+        email_owners=email_owners(w.prospect.id, links_by_email),
+    )
+
+
 # -- the stage -----------------------------------------------------------------------------------
 
 
@@ -256,8 +285,10 @@ class Loader:
         async def get(w: Work) -> None:
             assert w.prospect_id is not None
             try:
+                # The recycle bin too: a recycled prospect is skipped as such (never an error,
+                # never re-created), and syncs again once restored.
                 raw[w.prospect_id] = await self.rt.pardot.get_prospect(
-                    w.prospect_id, self.pardot_fields
+                    w.prospect_id, self.pardot_fields, include_deleted=True
                 )
             except errors.APIError as exc:
                 failed[w.prospect_id] = exc
@@ -269,7 +300,7 @@ class Loader:
             ids = [w.prospect_id for w in group if w.prospect_id is not None]
             try:
                 rows = await self.rt.pardot.prospects_in_id_range(
-                    min(ids), max(ids), self.pardot_fields
+                    min(ids), max(ids), self.pardot_fields, include_deleted=True
                 )
             except errors.APIError as exc:
                 failed.update(dict.fromkeys(ids, exc))
@@ -310,6 +341,31 @@ class Loader:
             out.append(w.but(raw_prospect=snap, prospect=prospect))
         return out
 
+    @staticmethod
+    def _linked(w: Work, view: CrmView) -> CrmRecord | None:
+        link = w.stored_link
+        return view.by_id.get(sf_id_key(link.crm_id)) if link is not None else None
+
+    async def _merged(self, works: Sequence[Work], view: CrmView) -> dict[str, MergeRead]:
+        """Linked records the ordinary query did not find: deleted, or merged into another
+        (`queryAll` tells which, and names the survivor). Nothing to read in a quiet batch."""
+        missing = [
+            w.stored_link.crm_id
+            for w in works
+            if w.ok
+            and w.prospect is not None
+            and w.stored_link is not None
+            and sf_id_key(w.stored_link.crm_id) not in view.by_id
+        ]
+        if not missing:
+            return {}
+        return await read_merged(
+            self.rt.salesforce,
+            missing,
+            select_fields=self.rt.crm_select_fields,
+            to_record=record_from,
+        )
+
     async def _crm(self, works: list[Work]) -> list[Work]:
         """CRM records for the whole batch, then each work's decision input."""
         todo = [w for w in works if w.skip_reason is None and w.handoff_to is None]
@@ -318,10 +374,24 @@ class Loader:
             view = await read_crm(self.rt.crm, ids, emails, unlinked)
         except errors.APIError as exc:
             return [w.failed(exc) for w in works]
-        # Records already linked to another prospect (several prospects per email, AMPSEA).
+        try:
+            merged = await self._merged(todo, view)
+        except errors.APIError as exc:
+            return [w.failed(exc) for w in works]
+        survivors = [m.survivor for m in merged.values() if m.survivor is not None]
+        # Records already linked to another prospect (several prospects per email, AMPSEA; a
+        # merge survivor another prospect syncs with).
         cand_ids = [r.id for found in view.by_email.values() for r in found]
+        cand_ids += [r.id for r in survivors]
+        keys = {
+            key
+            for w in todo
+            if w.prospect is not None and w.stored_link is not None
+            for key in email_keys_to_check(w.prospect, self._linked(w, view))
+        }
         async with self.rt.store.read() as tx:
             taken = await self.rt.store.links.by_crm_ids(tx, cand_ids) if cand_ids else {}
+            by_email = await self.rt.store.links.by_emails(tx, keys) if keys else {}
         out: list[Work] = []
         for w in works:
             inp = None
@@ -333,6 +403,7 @@ class Loader:
                         return any(o.prospect_id != pid for o in taken.get(c.id, []))
 
                     inp = prospect_input(w.prospect, w.stored_link, w.emails, view, is_taken)
+                    inp = life_cycle_input(inp, w, merged, by_email, is_taken)
                 elif w.crm_id is not None and w.prospect_id is None:
                     record = view.by_id.get(sf_id_key(w.crm_id))
                     inp = ProspectInput(prospect=None, link=None, linked=None, crm_record=record)

@@ -23,7 +23,18 @@ from syncd.store.models import Link as StoredLink
 log = logs.get(__name__)
 
 # A plan with one of these actions leaves the prospect linked to its target.
-LINKING = (LinkAction.KEEP, LinkAction.LINK, LinkAction.MOVE_TO_CONTACT, LinkAction.CREATE_LEAD)
+LINKING = (
+    LinkAction.KEEP,
+    LinkAction.LINK,
+    LinkAction.MOVE_TO_CONTACT,
+    LinkAction.MOVE_TO_SURVIVOR,
+    LinkAction.CREATE_LEAD,
+)
+# A link made or moved (the "linked" count).
+MOVING = (LinkAction.LINK, LinkAction.MOVE_TO_CONTACT, LinkAction.MOVE_TO_SURVIVOR)
+# The record is gone: the link is kept, marked crm_deleted (and, under `recycle`, the prospect
+# was sent to Pardot's recycle bin by the apply stage).
+DELETING = (LinkAction.MARK_DELETED, LinkAction.RECYCLE_PROSPECT)
 
 
 @dataclass(frozen=True)
@@ -83,7 +94,7 @@ def final_link(w: Work, now: datetime) -> StoredLink | None:
     plan = w.followup or w.plan
     if plan is None or w.prospect is None:
         return w.link_to_store
-    if plan.action is LinkAction.MARK_DELETED and plan.crm_id and plan.crm_type:
+    if plan.action in DELETING and plan.crm_id and plan.crm_type:
         current = w.stored_link
         return stored_link(
             Link(
@@ -276,9 +287,9 @@ def count(stats: RunStats, works: Sequence[Work], out: Settlement) -> None:
         plan = w.plan
         if plan is None:
             continue
-        if plan.action in (LinkAction.LINK, LinkAction.MOVE_TO_CONTACT):
+        if plan.action in MOVING:
             stats.linked += 1
-        elif plan.action is LinkAction.MARK_DELETED:
+        elif plan.action in DELETING:
             stats.marked_deleted += 1
         elif plan.action is LinkAction.SKIP:
             stats.skipped += 1

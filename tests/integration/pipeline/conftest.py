@@ -194,8 +194,13 @@ def make_sync(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> MakeSync:
         fields: dict[str, Any] | None = None,
         pardot: dict[str, Any] | None = None,
         salesforce_faults: Faults | None = None,
+        pardot_faults: Faults | None = None,
     ) -> Sync:
-        world = World(copy.deepcopy(seed or base_seed()), salesforce_faults=salesforce_faults)
+        world = World(
+            copy.deepcopy(seed or base_seed()),
+            salesforce_faults=salesforce_faults,
+            pardot_faults=pardot_faults,
+        )
         overrides = world.settings_overrides()
         overrides["pardot"].update(pardot or {})
         settings = Settings(
