@@ -132,6 +132,9 @@ class Pipeline:
         paused = next((w.paused for w in works if w.paused is not None), None)
         if paused is not None:
             raise paused
+        refused = next((w.error for w in works if isinstance(w.error, errors.AuthError)), None)
+        if refused is not None:
+            raise refused  # the worker counts the refusal (the daemon backs off, once exits 2)
         return works
 
     async def plan_only(self, items: Sequence[QueueItem]) -> list[Plan]:

@@ -211,8 +211,10 @@ def fate(
         return Fate(
             link=final_link(w, now), complete=ids, requeue=w.requeue, emails_done=emails_done
         )
-    if w.paused is not None:
-        # A created record stays linked; the items go back without using an attempt.
+    if w.paused is not None or isinstance(w.error, errors.AuthError):
+        # A created record stays linked; the items go back without using an attempt: a spent
+        # budget, or a login refused mid-batch (the credentials' fault, not the items': they
+        # must never be parked in the error queue for it).
         return Fate(link=w.link_to_store, release=ids, emails_done=emails_done)
     error = w.error
     assert error is not None

@@ -217,6 +217,12 @@ CREATED = stored(base=BASE)
 PAUSED = work(None, status=Status.PAUSED, paused=SPENT, link_to_store=CREATED)
 RETRYING = work(None, status=Status.FAILED, error=RETRIABLE)
 BROKEN = work(None, status=Status.FAILED, error=PERMANENT, link_to_store=CREATED)
+REFUSED = work(
+    None,
+    status=Status.FAILED,
+    error=errors.AuthError(system="salesforce", status=400, code="invalid_grant", message="no"),
+    link_to_store=CREATED,
+)
 SKIPPED = work(plan(LinkAction.SKIP, None, skip_reason="x"))
 WITH_EMAIL = SKIPPED.but(emails=SENT)
 LOGGED = WITH_EMAIL.logged(7)
@@ -228,6 +234,7 @@ FATE = [
     ("retriable, attempts left", RETRYING, 1, True, "retry", False, None),
     ("retriable, attempts spent", RETRYING, 3, True, "fail", False, None),
     ("permanent: error queue at once", BROKEN, 1, True, "fail", True, None),
+    ("login refused mid-batch: back, never parked", REFUSED, 1, True, "release", True, None),
     ("emails logged are dropped", LOGGED, 1, True, "complete", False, (1001, frozenset({7}))),
     ("emails not logged stay", WITH_EMAIL, 1, True, "complete", False, None),
     ("activities off: all dropped", WITH_EMAIL, 1, False, "complete", False, (1001, None)),
