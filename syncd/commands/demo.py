@@ -46,7 +46,7 @@ from syncd.runtime.worker import (
     wait_any,
 )
 from syncd.settings import Settings
-from syncd.simulators.generate import generate_seed
+from syncd.simulators.generate import Shape, generate_seed
 from syncd.simulators.world import World
 from syncd.web.app import build_app
 from syncd.web.views import ConsoleContext
@@ -208,12 +208,6 @@ async def _summary(
         f" in {wall_s:.1f} s.",
         markup=False,
     )
-    console.print(
-        "Why was each decision made? "
-        f"SYNCD_DATABASE__URL={rt.settings.database.url} syncd history <prospect id>",
-        markup=False,
-        highlight=False,
-    )
 
 
 def _hint(console: Console, rt: Runtime, prospect_id: int | None) -> None:
@@ -253,7 +247,9 @@ async def run(args: argparse.Namespace, settings: Settings | None) -> int:
     logs.configure("warning")
     n = max(10, int(args.prospects))
     console.print(f"[bold]syncd demo[/]: generating {n:,} prospects and their CRM twins ...")
-    world = World(generate_seed(n))
+    # The record life cycle is in the demo world too: merge losers, prospects in the recycle
+    # bin, and opt-outs on one side only (5% each).
+    world = World(generate_seed(n, shape=Shape.life_cycle()))
     url = args.database or f"sqlite+aiosqlite:///{DEFAULT_DB}"
     if not args.database:
         _fresh_sqlite(url)

@@ -135,6 +135,7 @@ def render(report: PreflightReport, console: Console) -> None:
     _render_users(r, console)
     _render_duplicates(r, console)
     _render_prospects(r, console)
+    _render_life_cycle(r, console)
     _render_emails(r, console)
     _render_owners(r, console)
     _render_fields(r, console)
@@ -291,6 +292,18 @@ def _render_owners(r: PreflightReport, console: Console) -> None:
             ("crm_id", "CRM record"),
         ),
     )
+
+
+def _render_life_cycle(r: PreflightReport, console: Console) -> None:
+    life = r.life_cycle
+    if not life:
+        return
+    _section(console, "Record life cycle")
+    for obj in ("lead", "contact"):
+        _line(console, life.get(f"merge_losers_{obj}", 0), f"{obj.title()}s merged into another "
+              "(their prospects' links follow the survivor)")  # fmt: skip
+    _line(console, life.get("prospects_in_recycle_bin", 0),
+          "prospects in Pardot's recycle bin (skipped until restored)")  # fmt: skip
 
 
 def _render_fields(r: PreflightReport, console: Console) -> None:

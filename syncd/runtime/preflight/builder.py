@@ -6,7 +6,7 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
-from syncd import logs
+from syncd import errors, logs
 from syncd.clients.prospects import prospect_from
 from syncd.clients.records import CrmRecords
 from syncd.domain.match import email_key
@@ -21,6 +21,7 @@ from syncd.domain.models import (
 )
 from syncd.domain.plan import Plan, reconcile
 from syncd.domain.values import UNKNOWN_PLACEHOLDER
+from syncd.runtime.lifecycle import count_life_cycle
 from syncd.runtime.pipeline.load import CrmView, prospect_input, read_crm
 from syncd.runtime.preflight.checks import _Checks
 from syncd.runtime.preflight.report import (
@@ -58,6 +59,7 @@ class _Builder(_Checks, _Sections):
         await self._scan_crm()
         await self._scan_emails()
         await self._scan_prospects()
+        await self._life_cycle()
         self._users_section()
         self._duplicates_section()
         self._owners_section()
@@ -72,6 +74,20 @@ class _Builder(_Checks, _Sections):
         return r
 
     # -- reading -------------------------------------------------------------------------------
+
+    async def _life_cycle(self) -> None:
+        """Merge losers (`queryAll` COUNTs) and prospects in Pardot's recycle bin: read only."""
+        try:
+            counts = await count_life_cycle(self.rt.salesforce, self.rt.pardot)
+        except errors.APIError as exc:
+            self.report.problem(
+                "warning", "life_cycle", f"cannot count merges and the recycle bin: {exc}"
+            )
+            return
+        self.report.life_cycle = {
+            **{f"merge_losers_{obj.lower()}": n for obj, n in counts.merge_losers.items()},
+            "prospects_in_recycle_bin": counts.recycled_prospects,
+        }
 
     async def _scan_crm(self) -> None:
         """Every Lead and Contact, compactly: the email index, owners, counts."""

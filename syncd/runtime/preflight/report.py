@@ -134,6 +134,9 @@ class PreflightReport:
     owners: Owners = field(default_factory=Owners)
     fields: Fields = field(default_factory=Fields)
     api: Api = field(default_factory=Api)
+    # The record life cycle: merge losers still in Salesforce's recycle bin, per object (their
+    # prospects' links follow the survivors), and prospects in Pardot's recycle bin (skipped).
+    life_cycle: dict[str, int] = field(default_factory=dict)
     problems: list[dict[str, str]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:

@@ -343,3 +343,28 @@ async def test_the_link_mirror_field_is_checked_on_both_objects(
     r = json.loads(out)
     assert r["fields"]["link_mirror"]["Lead"].startswith("not on Lead")
     assert r["fields"]["link_mirror"]["Contact"].startswith("not on Contact")
+
+
+async def test_merge_losers_and_the_recycle_bin_are_counted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = copy.deepcopy(seed())
+    data["salesforce"]["leads"].append(
+        {"Id": "00Q0000000000M1AAA", "Email": "merged@example.com", "LastName": "Gone",
+         "Company": "X", "OwnerId": DANA, "IsDeleted": True, "MasterRecordId": L_OMAR}
+    )  # fmt: skip
+    data["pardot"]["prospects"].append(
+        {"id": 1099, "email": "binned@example.com", "userId": 2, "isDeleted": True}
+    )
+    world = World(data)
+    rc, out = await preflight(world, settings_for(world, tmp_path), capsys)
+    assert rc == 0
+    r = json.loads(out)
+    assert r["life_cycle"] == {
+        "merge_losers_lead": 1,
+        "merge_losers_contact": 0,
+        "prospects_in_recycle_bin": 1,
+    }
+    assert_read_only(world)
+    rc, text = await preflight(world, settings_for(world, tmp_path), capsys, as_json=False)
+    assert "Leads merged into another" in text and "recycle bin" in text
