@@ -59,6 +59,29 @@ def initial(start_at: datetime) -> Cursor:
     return Cursor(position=start_at, last_id=None)
 
 
+# A cursor may be up to one second past the clock that saved it: the Salesforce feeds read up to
+# the NEXT whole second (SOQL literals have no fraction), so their signpost is `now` rounded up.
+SIGNPOST_SLACK = timedelta(seconds=1)
+
+
+def clamp_to_clock(cursor: Cursor, *, saved_at: datetime | None, now: datetime) -> Cursor:
+    """The cursor to read from: `cursor` itself, unless it is ahead of every clock it could have
+    been read by.
+
+    A cursor only ever moves to a row timestamp capped at its poll's signpost, and the signpost
+    is never past the save time (plus `SIGNPOST_SLACK`). A position beyond that (a database
+    restored from another machine, a hand edit, a clock that was set a year ahead and then
+    corrected) would give an empty poll window until the clock catches up: every change in
+    between hidden. Such a cursor is pulled back to the earlier of its save time and `now`, and
+    the overlap re-reads from there; re-reading is harmless, the queue coalesces.
+    """
+    limits = [now] if saved_at is None else [saved_at, now]
+    trusted = min(limits)
+    if cursor.position <= trusted + SIGNPOST_SLACK:
+        return cursor
+    return Cursor(position=trusted, last_id=None)
+
+
 def poll_window(
     cursor: Cursor, *, signpost: datetime, overlap_s: float
 ) -> tuple[datetime, datetime]:

@@ -124,7 +124,18 @@ class Pollers:
         extra = dict(stored.extra or {})
         recent_raw = extra.get("recent") or []
         recent = cursors.RecentRows(seen=tuple((str(i), str(a)) for i, a in recent_raw))
-        return cursors.Cursor(stored.position, stored.last_id), recent, extra
+        found = cursors.Cursor(stored.position, stored.last_id)
+        if feed == FEED_PARDOT_EMAILS:  # an id cursor: its time is only shown in `status`
+            return found, recent, extra
+        cursor = cursors.clamp_to_clock(found, saved_at=stored.updated_at, now=self.rt.clock())
+        if cursor is not found:
+            log.warning(
+                "cursor_ahead_of_clock",
+                feed=feed,
+                position=found.position.isoformat(),
+                reading_from=cursor.position.isoformat(),
+            )
+        return cursor, recent, extra
 
     async def _commit(
         self,

@@ -14,6 +14,7 @@ from syncd.domain.cursor import (
     RecentRows,
     Row,
     advance,
+    clamp_to_clock,
     initial,
     poll_window,
 )
@@ -33,6 +34,25 @@ def test_window_starts_overlap_before_cursor_and_ends_at_signpost() -> None:
 def test_window_never_starts_after_its_end() -> None:
     start, end = poll_window(Cursor(at(500)), signpost=at(200), overlap_s=0)
     assert start <= end == at(200)
+
+
+def test_a_cursor_within_its_clocks_is_kept() -> None:
+    c = Cursor(at(100), "a")
+    assert clamp_to_clock(c, saved_at=at(100), now=at(500)) is c
+    # a Salesforce signpost is the next whole second: up to a second past the save is normal
+    assert clamp_to_clock(Cursor(at(101)), saved_at=at(100.2), now=at(500)).position == at(101)
+
+
+def test_a_cursor_ahead_of_its_save_time_reads_from_the_save_time() -> None:
+    ahead = Cursor(at(86_400 * 365), "a")
+    assert clamp_to_clock(ahead, saved_at=at(100), now=at(500)) == Cursor(at(100))
+
+
+def test_a_cursor_ahead_of_the_clock_reads_from_now() -> None:
+    # saved by a clock that ran a year fast, read by one that was put right
+    ahead = Cursor(at(86_400 * 365))
+    assert clamp_to_clock(ahead, saved_at=at(86_400 * 365), now=at(500)) == Cursor(at(500))
+    assert clamp_to_clock(ahead, saved_at=None, now=at(500)) == Cursor(at(500))
 
 
 def test_advance_moves_to_newest_row_and_keeps_tie_break() -> None:
