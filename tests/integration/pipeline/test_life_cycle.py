@@ -242,3 +242,57 @@ async def test_a_crm_opt_out_beats_a_stale_pardot_opt_in_within_one_poll(
     assert await sync(s) == 0
     assert s.prospect(1)["optedOut"] is True
     assert s.sf.get("Contact", CONTACT)["HasOptedOutOfEmail"] is True
+
+
+async def _history_of(s: Sync, ident: str) -> list[dict[str, Any]]:
+    assert await s.history(ident, as_json=True) == 0, s.last_out
+    return list(json.loads(s.last_out))
+
+
+async def test_no_prospect_is_created_beside_one_in_the_recycle_bin(make_life: MakeLife) -> None:
+    """A Lead whose email only a prospect in Pardot's recycle bin has (recycled before syncd
+    ever ran, so no link): auto-create leaves it alone, says why, and it syncs once restored."""
+    s = make_life(
+        _world(prospects=[{"id": 7, "email": "rex@example.com", "isDeleted": True}]),
+        sync={"auto_create_prospects": True},
+    )
+    lead = s.sf.insert(
+        "Lead", {"Email": "Rex@example.com", "LastName": "Rex", "Company": "R", "Title": "CFO"}
+    )
+    assert await sync(s) == 0, s.last_out  # skipped: never an error
+    assert await _errors(s) == []
+    assert [p["id"] for p in s.pd.prospects()] == []  # none created; 7 stays in the bin
+    assert s.prospect(7)["isDeleted"] is True
+    history = await _history_of(s, lead)
+    assert any("prospect 7" in (h["reason"] or "") and "recycle bin" in (h["reason"] or "")
+               for h in history), history  # fmt: skip
+    s.pd.restore_prospect(7)
+    assert await sync(s) == 0, s.last_out
+    assert await s.crm_id_of(7) == lead  # restored, it syncs with the Lead
+    assert s.prospect(7)["jobTitle"] == "CFO"
+    assert [p["id"] for p in s.pd.prospects()] == [7]
+
+
+async def test_a_merge_survivor_seen_as_crm_only_gets_no_second_prospect(
+    make_life: MakeLife,
+) -> None:
+    """The survivor is new to syncd (unlinked, another email) and reaches it as a CRM-only
+    record in the batch that also moves the loser's link to it: one prospect, not two."""
+    s = make_life(
+        _world(
+            prospects=[{"id": 1, "email": "jane@example.com", "userId": 2}],
+            leads=[{"Id": LOSER, "Email": "jane@example.com", "LastName": "Loser",
+                    "Company": "A", "OwnerId": DANA}],
+        ),
+        sync={"auto_create_prospects": True},
+    )  # fmt: skip
+    assert await sync(s) == 0
+    assert await s.crm_id_of(1) == LOSER
+    survivor = s.sf.insert(
+        "Lead", {"Email": "jane.doe@example.com", "LastName": "Doe", "Company": "A"}
+    )
+    s.sf.merge("Lead", survivor, [LOSER])
+    assert await sync(s) == 0, s.last_out
+    assert [p["id"] for p in s.pd.prospects()] == [1]  # no prospect of its own
+    assert await s.crm_id_of(1) == survivor  # the loser's link followed the merge
+    assert await _errors(s) == []
