@@ -8,12 +8,14 @@ outcome must be the same, with no duplicate Lead, Task or link.
 
 from __future__ import annotations
 
+import argparse
 import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
+from syncd.commands import status as status_cmd
 from syncd.simulators._base import Faults
 from syncd.store import Store
 
@@ -98,6 +100,15 @@ def _two_leads() -> dict[str, Any]:
 async def _errors(s: Sync) -> list[dict[str, Any]]:
     assert await s.errors("list", as_json=True) == 0
     return list(json.loads(s.last_out))
+
+
+async def _recycle_bin(s: Sync) -> tuple[dict[str, Any], str]:
+    """What `syncd status --json` says of Pardot's recycle bin, and the text line."""
+    assert await s._cmd(status_cmd, argparse.Namespace(json=True)) == 0
+    doc = json.loads(s.last_out)["recycle_bin"]
+    assert await s._cmd(status_cmd, argparse.Namespace(json=False)) == 0
+    line = next(x for x in s.last_out.splitlines() if x.startswith("Pardot recycle bin"))
+    return doc, line
 
 
 async def test_a_merge_moves_the_link_to_the_survivor(make_life: MakeLife) -> None:
@@ -186,9 +197,15 @@ async def test_a_prospect_in_the_recycle_bin_is_skipped_and_resumes_when_restore
     assert len(s.leads()) == 0
     history = await s.history_lines(1)
     assert any("recycle bin" in (line["reason"] or "") for line in history)
+    doc, line = await _recycle_bin(s)  # shown as such in `syncd status`
+    assert doc == {"count": 1, "prospect_ids": [1]}
+    assert line == "Pardot recycle bin: 1 linked prospect skipped until restored: 1"
     s.pd.restore_prospect(1)
     assert await sync(s) == 0
     assert s.prospect(1)["jobTitle"] == "CTO"
+    doc, line = await _recycle_bin(s)  # synced again: no longer shown
+    assert doc == {"count": 0, "prospect_ids": []}
+    assert line == "Pardot recycle bin: no linked prospect (none skipped)"
 
 
 async def test_crm_delete_action_recycle_sends_the_prospect_to_the_recycle_bin(
@@ -208,6 +225,7 @@ async def test_crm_delete_action_recycle_sends_the_prospect_to_the_recycle_bin(
     assert s.prospect(1)["isDeleted"] is True  # in Pardot's recycle bin
     history = await s.history_lines(1)
     assert history[0]["action"] == "recycle_prospect"
+    assert (await _recycle_bin(s))[0] == {"count": 1, "prospect_ids": [1]}
     assert len(s.leads()) == 0 and await _errors(s) == []
 
 
