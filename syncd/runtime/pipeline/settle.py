@@ -9,7 +9,7 @@ the whole `Settlement` in one store transaction.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from syncd import errors, logs
@@ -86,7 +86,14 @@ def same_link(a: StoredLink, b: StoredLink) -> bool:
         and sf_id_key(a.crm_id) == sf_id_key(b.crm_id)
         and dict(a.base) == dict(b.base)
         and a.crm_deleted == b.crm_deleted
+        and (a.recycled_at is None) == (b.recycled_at is None)
     )
+
+
+def recycled_link(current: StoredLink, now: datetime) -> StoredLink | None:
+    """`current` marked as in Pardot's recycle bin since `now` (None: already marked), for
+    `syncd status`; the next link written without the mark (it synced again) clears it."""
+    return None if current.recycled_at is not None else replace(current, recycled_at=now)
 
 
 def final_link(w: Work, now: datetime) -> StoredLink | None:
@@ -94,9 +101,11 @@ def final_link(w: Work, now: datetime) -> StoredLink | None:
     plan = w.followup or w.plan
     if plan is None or w.prospect is None:
         return w.link_to_store
+    if w.prospect.is_deleted and w.stored_link is not None:
+        return recycled_link(w.stored_link, now)  # skipped: in Pardot's recycle bin
     if plan.action in DELETING and plan.crm_id and plan.crm_type:
         current = w.stored_link
-        return stored_link(
+        deleted = stored_link(
             Link(
                 prospect_id=w.prospect.id,
                 crm_type=plan.crm_type,
@@ -107,6 +116,9 @@ def final_link(w: Work, now: datetime) -> StoredLink | None:
             w,
             now,
         )
+        if plan.action is LinkAction.RECYCLE_PROSPECT:  # sent to the recycle bin just now
+            deleted = replace(deleted, recycled_at=now)
+        return deleted
     target = plan.crm_id or w.created_id
     if not (plan.action in LINKING and target and plan.crm_type and plan.new_base is not None):
         return w.link_to_store
