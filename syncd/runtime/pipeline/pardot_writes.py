@@ -5,8 +5,8 @@ Pardot v5 has no batch update; 5 PATCHes in flight cap a backfill. The Import AP
 few calls. Here, per batch:
 
 1. **Imports of earlier batches first.** Every import syncd starts is remembered in the store
-   (kv `pardot_imports`: import id -> {prospect id: digest of the values sent}) before any row
-   is added to it, and forgotten, prospect by prospect, in the transaction that settles those
+   (kv `pardot_import:<id>`: {prospect id: digest of the values sent}) before any row is added
+   to it, and forgotten, prospect by prospect, in the transaction that settles those
    prospects' items. An update for a prospect still named there asks Pardot what became of that
    import: Complete with the same values -> written already, not sent again (a row it refused
    fails like a refused PATCH); Failed, expired, never submitted or gone -> written again;
@@ -61,7 +61,7 @@ from syncd.store import Store
 
 log = logs.get(__name__)
 
-KV_KEY = "pardot_imports"  # {import id: {"at": iso time, "rows": {prospect id: digest}}}
+KV_PREFIX = "pardot_import:"  # + import id: {"at": iso time, "rows": {prospect id: digest}}
 FORGET_AFTER = timedelta(days=7)  # Pardot keeps an import's results 7 days (v4 doc)
 FIRST_POLL_S = 0.25  # the first pause between status reads; it doubles up to MAX_POLL_S
 MAX_POLL_S = 5.0
@@ -295,22 +295,30 @@ class PardotWriter:
         return rest
 
     async def _remembered(self) -> dict[int, dict[int, str]]:
-        async with self.rt.store.read() as tx:
-            value = await self.rt.store.kv.get(tx, KV_KEY)
-        return _parse(value, now=self.rt.clock())
+        store = self.rt.store
+        now = self.rt.clock()
+        async with store.read() as tx:
+            found = await store.kv.with_prefix(tx, KV_PREFIX)
+        out: dict[int, dict[int, str]] = {}
+        stale: list[str] = []
+        for key, value in found.items():
+            rows = _rows(value, now=now)
+            if rows is None:
+                stale.append(key)
+            elif key[len(KV_PREFIX) :].isdigit():
+                out[int(key[len(KV_PREFIX) :])] = rows
+        if stale:  # older than Pardot keeps an import's results: nothing left to ask
+            async with store.transaction() as tx:
+                for key in stale:
+                    await store.kv.delete(tx, key)
+        return out
 
     async def _remember(self, import_id: int, updates: Sequence[Update]) -> None:
         """Before any row is added: a crash from here on leaves the import known."""
         now = self.rt.clock()
-        store = self.rt.store
-        async with store.transaction() as tx:
-            value = await store.kv.get(tx, KV_KEY, for_update=True)
-            current = dict(value) if isinstance(value, Mapping) else {}
-            current[str(import_id)] = {
-                "at": now.isoformat(),
-                "rows": {str(u.prospect_id): u.digest for u in updates},
-            }
-            await store.kv.set(tx, KV_KEY, current, now=now)
+        value = {"at": now.isoformat(), "rows": {str(u.prospect_id): u.digest for u in updates}}
+        async with self.rt.store.transaction() as tx:
+            await self.rt.store.kv.set(tx, f"{KV_PREFIX}{import_id}", value, now=now)
 
 
 def _failed(import_id: int) -> errors.RetriableAPIError:
@@ -325,44 +333,30 @@ def _failed(import_id: int) -> errors.RetriableAPIError:
     )
 
 
-def _parse(value: Any, *, now: datetime) -> dict[int, dict[int, str]]:
-    """The remembered imports, those older than `FORGET_AFTER` left out."""
-    out: dict[int, dict[int, str]] = {}
+def _rows(value: Any, *, now: datetime) -> dict[int, str] | None:
+    """A remembered import's rows (prospect id -> digest); None when unreadable or too old."""
     if not isinstance(value, Mapping):
-        return out
-    for key, entry in value.items():
-        if not (str(key).isdigit() and isinstance(entry, Mapping)):
-            continue
-        at = parse_datetime(entry.get("at"))
-        rows = entry.get("rows")
-        if at is None or at < now - FORGET_AFTER or not isinstance(rows, Mapping):
-            continue
-        out[int(key)] = {int(p): str(d) for p, d in rows.items() if str(p).isdigit()}
-    return out
+        return None
+    at = parse_datetime(value.get("at"))
+    rows = value.get("rows")
+    if at is None or at < now - FORGET_AFTER or not isinstance(rows, Mapping):
+        return None
+    return {int(p): str(d) for p, d in rows.items() if str(p).isdigit()}
 
 
 async def forget(store: Store, tx: Any, done: ImportsDone, *, now: datetime) -> None:
-    """In the settle transaction: drop the settled prospects from the remembered imports (an
-    empty set forgets the whole import), and imports left empty or too old."""
-    value = await store.kv.get(tx, KV_KEY, for_update=True)
-    if not isinstance(value, Mapping):
-        return
-    current = _parse(value, now=now)
+    """In the settle transaction: drop the settled prospects from their remembered imports (an
+    empty set forgets the whole import, and so does its last prospect settled)."""
     for import_id, pids in done.items():
-        rows = current.get(import_id)
-        if rows is None:
-            continue
+        key = f"{KV_PREFIX}{import_id}"
         if not pids:
-            del current[import_id]
+            await store.kv.delete(tx, key)
             continue
-        for pid in pids:
-            rows.pop(pid, None)
-    kept = {
-        str(n): {"at": value[str(n)]["at"], "rows": {str(p): d for p, d in rows.items()}}
-        for n, rows in current.items()
-        if rows
-    }
-    if kept:
-        await store.kv.set(tx, KV_KEY, kept, now=now)
-    else:
-        await store.kv.delete(tx, KV_KEY)
+        value = await store.kv.get(tx, key, for_update=True)
+        rows = _rows(value, now=now)
+        left = {p: d for p, d in (rows or {}).items() if p not in pids}
+        if left and isinstance(value, Mapping):
+            kept = {"at": value["at"], "rows": {str(p): d for p, d in left.items()}}
+            await store.kv.set(tx, key, kept, now=now)
+        else:
+            await store.kv.delete(tx, key)

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from syncd.clients.http import Transports
-from syncd.runtime.pipeline.pardot_writes import KV_KEY
+from syncd.runtime.pipeline.pardot_writes import KV_PREFIX
 from syncd.store import Store
 
 from .conftest import DANA, Sync, base_seed
@@ -71,7 +71,7 @@ async def remembered(s: Sync) -> Any:
     store = await Store.open(s.settings.database.url, migrate=False)
     try:
         async with store.read() as tx:
-            return await store.kv.get(tx, KV_KEY)
+            return await store.kv.with_prefix(tx, KV_PREFIX)
     finally:
         await store.aclose()
 
@@ -141,7 +141,7 @@ async def test_a_batch_of_updates_goes_through_one_import(make_sync: MakeSync) -
     assert_written(s)
     assert all(s.pd.prospect_writes[pid] == 1 for pid in ids())
     assert s.pd.written()["Prospect"] == {"jobTitle": N, "phone": N}
-    assert await remembered(s) is None  # settled: the import is forgotten
+    assert await remembered(s) == {}  # settled: the import is forgotten
     # The echoes of the import come back through the feed: nothing to write.
     s.later(seconds=5)
     before = s.api_writes()
@@ -186,7 +186,7 @@ async def test_a_refused_row_lands_alone_in_the_error_queue(
         if pid != gone:
             assert s.prospect(pid)["jobTitle"] == f"Title {k}"
     assert await queue_states(s) == {"pending": 0, "claimed": 0, "error": 1}
-    assert await remembered(s) is None
+    assert await remembered(s) == {}
 
 
 # -- an import that never completes --------------------------------------------------------------
@@ -204,7 +204,8 @@ async def test_an_import_that_never_completes_is_retried_without_double_writes(
     assert await error_items(s) == []
     assert await queue_states(s) == {"pending": N, "claimed": 0, "error": 0}
     kept = await remembered(s)
-    assert list(kept) == ["1"] and len(kept["1"]["rows"]) == N  # remembered durably
+    assert list(kept) == [f"{KV_PREFIX}1"]  # remembered durably, with every prospect
+    assert len(kept[f"{KV_PREFIX}1"]["rows"]) == N
 
     if then == "fail":  # it ended Failed meanwhile (later imports process normally)
         s.pd.imports_control(b'{"fault": "fail", "process": true}')
@@ -230,7 +231,7 @@ async def test_an_import_that_never_completes_is_retried_without_double_writes(
     s.pd.imports_control(b'{"process": true}')
     assert all(s.pd.prospect_writes[pid] == 1 for pid in ids())
     assert await queue_states(s) == {"pending": 0, "claimed": 0, "error": 0}
-    assert await remembered(s) is None
+    assert await remembered(s) == {}
     s.later(seconds=5)
     before = s.api_writes()
     assert await s.once() == 0
