@@ -117,6 +117,9 @@ class PardotWriter:
             groups.setdefault(u.field_set, []).append(u)
         bulk = [g for g in groups.values() if min_rows and len(g) >= min_rows]
         few = [u for g in groups.values() if not (min_rows and len(g) >= min_rows) for u in g]
+        for g in bulk:  # un-assigning is not supported through Import (v5 import doc)
+            few.extend(u for u in g if _unassigns(u))
+            g[:] = [u for u in g if not _unassigns(u)]
         await asyncio.gather(self._patch(board, few), *(self._import(board, g) for g in bulk))
 
     # -- PATCH -----------------------------------------------------------------------------------
@@ -319,6 +322,10 @@ class PardotWriter:
         value = {"at": now.isoformat(), "rows": {str(u.prospect_id): u.digest for u in updates}}
         async with self.rt.store.transaction() as tx:
             await self.rt.store.kv.set(tx, f"{KV_PREFIX}{import_id}", value, now=now)
+
+
+def _unassigns(u: Update) -> bool:
+    return any(k in u.data and u.data[k] is None for k in ("userId", "salesforceOwnerId"))
 
 
 def _failed(import_id: int) -> errors.RetriableAPIError:
