@@ -65,7 +65,8 @@ KV_PREFIX = "pardot_import:"  # + import id: {"at": iso time, "rows": {prospect 
 FORGET_AFTER = timedelta(days=7)  # Pardot keeps an import's results 7 days (v4 doc)
 FIRST_POLL_S = 0.25  # the first pause between status reads; it doubles up to MAX_POLL_S
 MAX_POLL_S = 5.0
-ImportsDone = Mapping[int, frozenset[int]]  # import id -> prospects settled in this batch
+# import id -> prospects settled in this batch (None: it applied nothing, forget it whole)
+ImportsDone = Mapping[int, frozenset[int] | None]
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,7 @@ class PardotWriter:
 
     rt: Runtime
     stats: RunStats
-    done: dict[int, set[int]] = field(default_factory=dict)  # import id -> settled prospects
+    done: dict[int, set[int] | None] = field(default_factory=dict)  # see `ImportsDone`
 
     @property
     def imports(self) -> PardotImports:
@@ -212,9 +213,11 @@ class PardotWriter:
             return []
         if status.status != "Complete":  # Failed, expired or never submitted: nothing applied
             log.info("pardot_import_applied_nothing", import_id=import_id, status=status.status)
-            self.done[import_id] = set()
+            self.done[import_id] = None
             return list(mine)
-        self.done.setdefault(import_id, set()).update(u.prospect_id for u in mine)
+        settled = self.done.setdefault(import_id, set())
+        if settled is not None:
+            settled.update(u.prospect_id for u in mine)
         stamp = status.updated_at or self.rt.clock()
         again: list[Update] = []
         for u in mine:
@@ -352,12 +355,14 @@ def _rows(value: Any, *, now: datetime) -> dict[int, str] | None:
 
 
 async def forget(store: Store, tx: Any, done: ImportsDone, *, now: datetime) -> None:
-    """In the settle transaction: drop the settled prospects from their remembered imports (an
-    empty set forgets the whole import, and so does its last prospect settled)."""
+    """In the settle transaction: drop the settled prospects from their remembered imports (None
+    forgets the whole import, and so does its last prospect settled)."""
     for import_id, pids in done.items():
         key = f"{KV_PREFIX}{import_id}"
-        if not pids:
+        if pids is None:
             await store.kv.delete(tx, key)
+            continue
+        if not pids:
             continue
         value = await store.kv.get(tx, key, for_update=True)
         rows = _rows(value, now=now)

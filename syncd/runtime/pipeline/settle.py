@@ -283,15 +283,21 @@ def settle(
     )
 
 
-def imports_done(done: Mapping[int, set[int]], works: Sequence[Work]) -> dict[int, frozenset[int]]:
+def imports_done(
+    done: Mapping[int, set[int] | None], works: Sequence[Work]
+) -> dict[int, frozenset[int] | None]:
     """The remembered imports' prospects this batch settles: not those given back to the queue
-    (paused, or a refused login), whose retry must still ask what became of their import."""
+    (paused, or a refused login), whose retry must still ask what became of their import.
+    None: the import applied nothing, forget it whole."""
     back = {
         w.prospect_id
         for w in works
         if w.paused is not None or isinstance(w.error, errors.AuthError)
     }
-    return {n: frozenset(p for p in pids if p not in back) for n, pids in done.items()}
+    return {
+        n: None if pids is None else frozenset(p for p in pids if p not in back)
+        for n, pids in done.items()
+    }
 
 
 def count(stats: RunStats, works: Sequence[Work], out: Settlement) -> None:
