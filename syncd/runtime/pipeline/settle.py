@@ -15,6 +15,7 @@ from datetime import datetime
 from syncd import errors, logs
 from syncd.domain import retry as retry_rules
 from syncd.domain.models import Link, LinkAction, sf_id_key, thaw
+from syncd.runtime.pipeline import pardot_writes
 from syncd.runtime.pipeline.stages import SYNC_META, RunStats, Work, domain_link
 from syncd.store import Store
 from syncd.store.models import AuditLine, NewItem, QueueItem
@@ -57,6 +58,8 @@ class Settlement:
     fail: tuple[tuple[QueueItem, errors.APIError], ...] = ()
     requeue: tuple[NewItem, ...] = ()
     emails: Mapping[int, frozenset[int] | None] = field(default_factory=dict)  # None: drop all
+    # Pardot imports whose rows this batch settled (`pardot_writes.forget`, same transaction).
+    imports_done: pardot_writes.ImportsDone = field(default_factory=dict)
 
 
 def error_text(exc: errors.APIError) -> tuple[str, str]:
@@ -292,6 +295,23 @@ def settle(
     )
 
 
+def imports_done(
+    done: Mapping[int, set[int] | None], works: Sequence[Work]
+) -> dict[int, frozenset[int] | None]:
+    """The remembered imports' prospects this batch settles: not those given back to the queue
+    (paused, or a refused login), whose retry must still ask what became of their import.
+    None: the import applied nothing, forget it whole."""
+    back = {
+        w.prospect_id
+        for w in works
+        if w.paused is not None or isinstance(w.error, errors.AuthError)
+    }
+    return {
+        n: None if pids is None else frozenset(p for p in pids if p not in back)
+        for n, pids in done.items()
+    }
+
+
 def count(stats: RunStats, works: Sequence[Work], out: Settlement) -> None:
     """Add a settled batch to the run's counters."""
     for w in works:
@@ -347,5 +367,7 @@ async def write(store: Store, out: Settlement, *, worker_id: str, now: datetime)
             )
         if out.requeue:
             await store.queue.enqueue(tx, list(out.requeue), now=now)
+        if out.imports_done:
+            await pardot_writes.forget(store, tx, out.imports_done, now=now)
     for item, exc in out.fail:
         log.warning("item_failed", item_id=item.id, key=item.key, code=exc.code, system=exc.system)

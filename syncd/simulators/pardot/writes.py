@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from typing import Any
 
 from starlette.requests import Request
@@ -30,6 +31,8 @@ from syncd.simulators.pardot.wire import (
 
 class WriteApi(QueryApi):
     """Prospect writes, refused whole on any bad property; every attempt counted per field."""
+
+    prospect_writes: Counter[int]  # per prospect id, the writes applied to it (tests read it)
 
     def written(self) -> dict[str, dict[str, int]]:
         """Per object, how many write attempts carried each field (refused ones included)."""
@@ -163,6 +166,7 @@ class WriteApi(QueryApi):
 
     def _apply_update(self, row: dict[str, Any], values: dict[str, Any], actor: int | None) -> None:
         values = dict(values)
+        self.prospect_writes[row["id"]] += 1  # applied writes per prospect (PATCH, import row...)
         values["updatedAt"] = max(_epoch(self.clock()), row["updatedAt"])
         if actor is not None:
             values["updatedById"] = actor
