@@ -267,8 +267,12 @@ class Daemon:
         env = daemon_env(self.sims, self.db_url, self.settings)
         out = open(self.log_path, "w") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self.started_at = time.monotonic()
+        # memory profiling: the daemon under memray (`pip install memray`), its allocations
+        # written to this file when it stops (`python -m memray summary FILE`)
+        mem = os.environ.get("SYNCD_BENCH_MEMRAY")
+        pre = ["-m", "memray", "run", "--aggregate", "-o", mem] if mem else []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "syncd", "run"],
+            [sys.executable, *pre, "-m", "syncd", "run"],
             cwd=ROOT,
             env=env,
             stdout=out,

@@ -61,7 +61,7 @@ class _Progress:
         self.last = elapsed
         print(
             f"  [{self.label}] {elapsed:5.0f} s: pending {q.pending}, claimed {q.claimed}, "
-            f"errors {q.error}",
+            f"errors {q.error}, RSS {self.daemon.rss() / 2**20:.0f} MB",
             file=sys.stderr,
             flush=True,
         )

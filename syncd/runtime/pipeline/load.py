@@ -178,6 +178,14 @@ def life_cycle_input(
     link = w.stored_link
     if link is None or w.prospect is None:
         return inp
+    # Only this item's own emails: `links_by_email` holds the whole batch's, and handing every
+    # item all of them made a batch quadratic (a thousand dicts of a thousand entries: 150 MB
+    # and most of the CPU of a backfill's echo wave, found by the 50,000-prospect bench).
+    mine = {
+        key: links_by_email[key]
+        for key in email_keys_to_check(w.prospect, inp.linked)
+        if key in links_by_email
+    }
     linked, survivor, taken = inp.linked, inp.survivor, inp.taken_crm_ids
     found = merged.get(sf_id_key(link.crm_id))
     if found is not None:
@@ -189,7 +197,7 @@ def life_cycle_input(
         linked=linked,
         survivor=survivor,
         taken_crm_ids=taken,
-        email_owners=email_owners(w.prospect.id, links_by_email),
+        email_owners=email_owners(w.prospect.id, mine),
     )
 
 

@@ -14,7 +14,7 @@ from syncd.clients.auth import SalesforceAuth
 from syncd.clients.http import RetryPolicy
 from syncd.clients.salesforce import SalesforceClient
 from syncd.domain.fieldmap import FieldMap
-from syncd.domain.models import CrmType
+from syncd.domain.models import CrmType, ProspectInput
 from syncd.runtime.lifecycle import (
     count_life_cycle,
     email_keys_to_check,
@@ -24,6 +24,8 @@ from syncd.runtime.lifecycle import (
     read_recycled,
 )
 from syncd.runtime.pipeline import prospect_from, record_from
+from syncd.runtime.pipeline.load import life_cycle_input
+from syncd.runtime.pipeline.stages import Work
 from syncd.settings import SalesforceSettings
 from syncd.simulators._base import ManualClock, TokenRegistry
 from syncd.simulators.generate import Shape, generate_seed
@@ -228,3 +230,28 @@ async def test_count_life_cycle_for_preflight(clock: ManualClock) -> None:
     assert losers and recycled
     assert counts.merge_losers == {"Lead": len(losers), "Contact": 0}
     assert counts.recycled_prospects == len(recycled)
+
+
+def test_an_item_gets_only_the_owners_of_its_own_emails() -> None:
+    """`life_cycle_input` is handed the whole batch's links by email; each item keeps only the
+    owners of the emails it may write (a batch of a thousand made a thousand dicts of a
+    thousand entries each: 150 MB and quadratic CPU in a backfill's echo wave)."""
+    t0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+    batch = {
+        f"p{n}@acme.example": [
+            StoredLink(
+                prospect_id=n, crm_type="Lead", crm_id=A, email=f"p{n}@acme.example",
+                base={}, synced_at=t0,
+            )
+        ]
+        for n in range(1, 500)
+    }  # fmt: skip
+    me = prospect_from({"id": 9001, "email": "p7@acme.example", "updatedAt": t0.isoformat()})
+    stored = StoredLink(
+        prospect_id=9001, crm_type="Lead", crm_id=B, email="p7@acme.example", base={},
+        synced_at=t0,
+    )  # fmt: skip
+    inp = ProspectInput(prospect=me, link=None, linked=None)
+    work = Work(items=(), prospect_id=9001, prospect=me, stored_link=stored)
+    got = life_cycle_input(inp, work, {}, batch, lambda _record: False)
+    assert got.email_owners == {"p7@acme.example": 7}
