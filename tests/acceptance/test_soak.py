@@ -23,6 +23,7 @@ import pytest
 from bench.soak import (
     LIFE_DOMAIN,
     Apis,
+    Life,
     SoakConfig,
     SoakReport,
     build_seed,
@@ -104,6 +105,25 @@ def test_kills_come_at_points_of_progress() -> None:
     assert kill_points(10, 8) == [1, 2, 3, 4, 5, 6, 7, 8]
     assert kill_points(3, 8)[-1] < 3  # even tiny worlds: every kill before the last item
     assert kill_points(0, 2) == []
+
+
+def test_the_world_holds_every_life_cycle_case() -> None:
+    """The seed has merge losers, prospects in the recycle bin, one-sided opt-outs and twins to
+    merge, and enough prospects of each kind for both event points; building it twice gives the
+    same world."""
+    seed = build_seed(CFG)
+    assert seed == build_seed(CFG)
+    sf, pd = seed["salesforce"], seed["pardot"]
+    rows = [*sf["leads"], *sf["contacts"]]
+    assert any(r.get("IsDeleted") and r.get("MasterRecordId") for r in rows)
+    assert any(r.get("Company", "").endswith(" (twin)") for r in sf["leads"])
+    assert any(p.get("isDeleted") for p in pd["prospects"])
+    assert any(p.get("optedOut") for p in pd["prospects"])
+    assert any(r.get("HasOptedOutOfEmail") for r in rows)
+    life = Life(seed, 2, kill_points(must_sync(seed), 2))
+    # prospects whose record has a twin to merge, and others for the five other kinds
+    assert len(life.merge_pool) >= 2 * 2 * 2 and len(life.pool) >= 5 * 2 * 2
+    assert life.seed_bin and not set(life.merge_pool) & set(life.pool)
 
 
 @pytest.mark.slow
