@@ -33,6 +33,12 @@ class KvRepo:
             stmt = stmt.with_for_update()
         return (await tx.execute(stmt)).scalar_one_or_none()
 
+    async def with_prefix(self, tx: AsyncConnection, prefix: str) -> dict[str, Any]:
+        """Every key starting with `prefix` (matched literally), with its value."""
+        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        stmt = select(kv.c.key, kv.c.value).where(kv.c.key.like(escaped + "%", escape="\\"))
+        return {row.key: row.value for row in await tx.execute(stmt)}
+
     async def get_with_time(self, tx: AsyncConnection, key: str) -> tuple[Any, datetime] | None:
         """The value and when it was set, or None."""
         row = (await tx.execute(select(kv.c.value, kv.c.updated_at).where(kv.c.key == key))).first()
