@@ -100,8 +100,9 @@ class Work:
         Pardot refusing to update the prospect because it is in the recycle bin is no failure:
         it was sent there after it was read (a stale snapshot, or a user between our read and
         write). A prospect in the recycle bin is skipped, never an error (RULES, issue 15):
-        the work ends with a SKIP follow-up (history says why; what was written stays
-        written, the link and merge base stay as they were) and syncs again once restored.
+        the work ends with a SKIP follow-up and the prospect known to be in the bin (history
+        and `syncd status` say so; what was written stays written, the merge base stays as
+        it was) and it syncs again once restored.
         """
         if not self.ok:
             return self
@@ -118,7 +119,8 @@ class Work:
                 skip_reason=reason,
                 decisions=(Decision(action="skip", reason=reason),),
             )
-            return replace(self, followup=skip)
+            recycled = replace(self.prospect, is_deleted=True) if self.prospect else None
+            return replace(self, followup=skip, prospect=recycled)
         return replace(self, status=Status.FAILED, error=exc)
 
     def paused_by(self, signal: errors.BudgetExhaustedError) -> Work:

@@ -8,9 +8,11 @@ queue. A prospect in the recycle bin is skipped, never an error, and syncs again
 
 from __future__ import annotations
 
+import argparse
 import json
 from typing import Any
 
+from syncd.commands import status as status_cmd
 from syncd.store import Store
 from syncd.store.models import NewItem, Reason
 
@@ -50,6 +52,8 @@ async def test_a_prospect_recycled_after_it_was_read_is_skipped_not_an_error(
     history = await s.history_lines(1)
     assert any("recycle bin" in (line["reason"] or "") for line in history)
     assert await s.crm_id_of(1) == CONTACT  # the link stays
+    assert await s._cmd(status_cmd, argparse.Namespace(json=True)) == 0
+    assert json.loads(s.last_out)["recycle_bin"] == {"count": 1, "prospect_ids": [1]}
     s.pd.restore_prospect(1)
     assert await s.once() == 0, s.last_out
     assert s.prospect(1)["jobTitle"] == "CTO"  # restored, it syncs again
