@@ -519,6 +519,7 @@ class StoreView:
     errors: int
     feeds: dict[str, datetime | None]
     done: int = 0  # prospects linked plus items in the error queue: the soak's progress
+    positions: dict[str, datetime] = field(default_factory=dict)  # each feed's cursor
 
 
 async def _store_view(url: str) -> StoreView:
@@ -537,7 +538,8 @@ async def _store_view(url: str) -> StoreView:
         await store.aclose()
     q = snap.queue
     feeds = {f.feed: f.last_poll_at for f in snap.feeds}
-    return StoreView(q.pending, q.claimed, q.error, feeds, done=linked + q.error)
+    positions = {f.feed: f.position for f in snap.feeds}
+    return StoreView(q.pending, q.claimed, q.error, feeds, linked + q.error, positions)
 
 
 def store_view(url: str) -> StoreView | None:
@@ -666,6 +668,7 @@ class Life:
     points: list[int]
     events: list[LifeEvent] = field(default_factory=list)
     fired: int = 0
+    done_at: datetime | None = None  # when the last events were done
 
     def __post_init__(self) -> None:
         plans = first_plans(self.seed)
@@ -706,6 +709,21 @@ class Life:
     def finished(self) -> bool:
         return self.fired >= len(self.points)
 
+    def covered(self, view: StoreView) -> bool:
+        """Every event done, and the CRM's deleted-records feeds have read past the last ones.
+
+        Those feeds read Salesforce's getDeleted, whose window ends at `latestDateCovered`
+        (whole minutes): a merge made just before the queue drained is read a poll after the
+        minute turns, so an empty queue and fresh polls alone would end the run before syncd
+        saw it. Their cursors, read from the store, say when it has.
+        """
+        deleted = [at for feed, at in view.positions.items() if feed.endswith(".deleted")]
+        return (
+            self.finished
+            and bool(deleted)
+            and all(self.done_at is None or at >= self.done_at for at in deleted)
+        )
+
     def of(self, *kinds: str) -> list[LifeEvent]:
         return [e for e in self.events if e.kind in kinds]
 
@@ -740,6 +758,7 @@ class Life:
             apis.pd_undelete(self.emails[e.prospect_id])
             self.events.append(replace(e, kind="restore", point=point))
         self.fired += 1
+        self.done_at = datetime.now(UTC)
         return True
 
     def _merge(self, apis: Apis, link: StoredLink, kind: str, point: int) -> None:
@@ -876,7 +895,7 @@ def drive(
                 empty_since = None
             elif empty_since is None:
                 empty_since = datetime.now(UTC)
-            elif _settled(view, empty_since) and (life is None or life.finished):
+            elif _settled(view, empty_since) and (life is None or life.covered(view)):
                 break
             if time.monotonic() > deadline:
                 raise RuntimeError(
