@@ -4,15 +4,24 @@ Run: `.venv/bin/python -m bench.soak [--prospects 10000] [--seed 7] [--databases
 (`make soak`). A short version runs in `make test` (`tests/acceptance/test_soak.py`).
 
 Per database (a fresh world each):
-1. a generated world (`generate_seed`) is written to a seed file whose per-system `"faults"`
-   objects inject, on every API request, 10% 5xx answers, 5% rate-limit answers (Salesforce 403
-   REQUEST_LIMIT_EXCEEDED bursts, Pardot code 66) and, on writes, 2% lost answers after the commit;
-   access tokens expire every `token_ttl_s` (60 s). `syncd simulate` serves it over real HTTP.
+1. a generated world (`generate_seed`, with the record life cycle of issue 15 on: merge losers,
+   prospects in Pardot's recycle bin and one-sided opt-outs, `Shape.life_cycle`; and younger
+   twins of some matched records, for the run's merges) is written to a seed file whose
+   per-system `"faults"` objects inject, on every API request, 10% 5xx answers, 5% rate-limit
+   answers (Salesforce 403 REQUEST_LIMIT_EXCEEDED bursts, Pardot code 66) and, on writes, 2%
+   lost answers after the commit; access tokens expire every `token_ttl_s` (60 s).
+   `syncd simulate` serves it over real HTTP.
 2. `syncd run` runs against it and is killed with SIGKILL at points of progress, then restarted,
    until the queue is drained: nothing pending or claimed, and every feed has polled since the
    queue was last seen empty. Kill k of `max_kills` comes once k/(max_kills + 1) of the prospects
    that must sync are done (linked or in the error queue, read from the store), never at a
-   wall-clock second: a faster or slower machine sees the same kills.
+   wall-clock second: a faster or slower machine sees the same kills. At two points of
+   progress (a third and two thirds of that work; with two kills, just before each) the record
+   life cycle happens to prospects linked at that moment (`Life`), through the APIs and under
+   the same faults: merges (the linked record into its twin, and the twin into it), email
+   changes in Salesforce and in Pardot, prospects sent to the recycle bin (v5 DELETE) while
+   their record is edited, opt-outs meeting a stale opt-in edited later on the other side;
+   seed prospects in the recycle bin, and later half of those sent there, are restored.
 3. The faults are switched off (`POST /__sim__/faults`) and the result is checked THROUGH THE
    APIs (SOQL and Pardot v5 queries over HTTP) and the store:
    - `linked_once`: every prospect the rules say must sync is linked to exactly one CRM record,
@@ -25,7 +34,22 @@ Per database (a fresh world each):
      with the stored merge base writes nothing (a fixpoint);
    - `nothing_lost`: no item pending or claimed, and every prospect that must sync is linked or
      in the error queue;
-   - `errors_permanent`: the error queue holds only permanent errors.
+   - `errors_permanent`: the error queue holds only permanent errors;
+   - `merges_followed`: a prospect linked to a merge loser ends linked to the survivor (one
+     linked to the survivor stays), not marked deleted, no record made for it, no error; the
+     loser is deleted with `MasterRecordId` = the survivor (queryAll); nothing links to the
+     seed's merge losers;
+   - `emails_followed`: an email changed on either side ends on both, the link holds, no other
+     prospect or record holds the new address;
+   - `recycled_left_alone`: a prospect in the recycle bin stays there, keeps its link, is not
+     re-created and is no error; a restored one syncs (the CRM edit made meanwhile reaches it);
+   - `opt_outs_kept`: a linked prospect opted out on either side (seed or run) ends opted out
+     on both;
+   - `no_read_only_pardot_writes`: no write to Pardot carried a read-only prospect field.
+   The existing invariants are merge-aware (the record to be linked to is the survivor of the
+   merges its first-sync record lost) and life-cycle-aware (the first-sync field demands are
+   not asked of a prospect an event changed since; the fixpoint is; one left in the recycle bin
+   is not synced, so neither is asked of it, and its emails need not be logged).
 4. The figures: faults injected (the simulators' `faults` counters), kills, API calls, time to
    drain, invariants checked and violated.
 
@@ -50,9 +74,10 @@ import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from random import Random
 from typing import Any
 
 import httpx
@@ -75,7 +100,7 @@ from syncd.domain.models import (
 from syncd.domain.plan import Plan, parse_task_marker, reconcile
 from syncd.domain.values import canonical, is_blank
 from syncd.runtime.pipeline import domain_link
-from syncd.simulators.generate import generate_seed
+from syncd.simulators.generate import Shape, generate_seed, sf_id
 from syncd.simulators.pardot import PROSPECT_READ_ONLY
 from syncd.store.models import Link as StoredLink
 from syncd.store.models import QueueItem
@@ -127,6 +152,14 @@ class SoakConfig:
     workers: int = 2
     batch_size: int | None = None  # sync.batch_size (None: the default); small: kills mid-work
     drain_timeout_s: float = 900.0
+    # The record life cycle (issue 15): the seed's share of merge losers, prospects in the
+    # recycle bin and one-sided opt-outs (`Shape.life_cycle`), the share of matched records
+    # given a younger twin of the same kind and email (what the run's merges merge), and how
+    # many prospects each life-cycle event touches at each of the two event points (None:
+    # one per 100 prospects, at least one).
+    life_share: float = 0.05
+    twin_share: float = 0.15
+    life_per_point: int | None = None
     workdir: Path | None = None
     postgres_url: str = DEFAULT_PG
     verbose: bool = True
@@ -165,6 +198,7 @@ class SoakReport:
     invariants: list[Invariant] = field(default_factory=list)
     skipped: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    life: Life | None = None  # the life-cycle events done during the run
 
     @property
     def ok(self) -> bool:
@@ -190,6 +224,9 @@ class SoakReport:
             "links": self.links,
             "leads_created": self.leads_created,
             "tasks": self.tasks,
+            "life_cycle_events": dict(Counter(e.kind for e in self.life.events))
+            if self.life
+            else {},
             "invariants": {
                 i.name: {"checked": i.checked, "violated": len(i.violations)}
                 for i in self.invariants
@@ -216,6 +253,9 @@ class SoakReport:
             f"  links {self.links}, Leads created {self.leads_created}, Tasks {self.tasks}, "
             f"error queue {self.error_queue} {self.error_codes}",
         ]
+        if self.life is not None:
+            done = Counter(e.kind for e in self.life.events)
+            lines.append("  life-cycle events: " + ", ".join(f"{k} {n}" for k, n in done.items()))
         for inv in self.invariants:
             status = "ok" if not inv.violations else f"VIOLATED {len(inv.violations)}x"
             lines.append(f"  invariant {inv.name}: {inv.checked} checked, {status}")
@@ -373,14 +413,100 @@ class Apis:
             records.extend(body["records"])
         return records
 
-    def pardot_all(self, objects: str, fields: str) -> list[dict[str, Any]]:
+    def soql_all(self, query: str) -> list[dict[str, Any]]:
+        """SOQL through `queryAll`: deleted rows (merge losers) too."""
+        inst = self._auth()["instance_url"]
+        body = self._get(f"{inst}/services/data/{API}/queryAll", q=query)
+        records = list(body["records"])
+        while not body.get("done", True):
+            body = self._get(f"{inst}{body['nextRecordsUrl']}")
+            records.extend(body["records"])
+        return records
+
+    # Writes, made during the run while the faults are on (the life-cycle events).
+
+    def write(
+        self,
+        method: str,
+        url: str,
+        body: Any = None,
+        *,
+        pardot: bool = False,
+        already: frozenset[int] = frozenset(),
+    ) -> httpx.Response:
+        """A write through the injected faults, as a careful client makes it: sent again after a
+        5xx, a rate limit or a dropped connection. After such a failure the write may have been
+        done (a lost answer): a Pardot error code in `already` then means it was."""
+        renew = False
+        for attempt in range(100):
+            headers = {"Authorization": f"Bearer {self._auth(renew)['access_token']}"}
+            if pardot:
+                headers["Pardot-Business-Unit-Id"] = self.env["SYNCD_PARDOT__BUSINESS_UNIT_ID"]
+            renew = False
+            try:
+                r = self.http.request(method, url, json=body, headers=headers)
+            except httpx.TransportError:
+                continue
+            if r.is_success:
+                return r
+            code = _pardot_code(r) if pardot else None
+            if r.status_code == 401:
+                renew = True
+            elif attempt and code in already:
+                return r
+            elif not (
+                r.status_code >= 500
+                or r.status_code == 429
+                or code == 66
+                or (r.status_code == 403 and "REQUEST_LIMIT_EXCEEDED" in r.text)
+            ):
+                raise RuntimeError(f"{method} {url}: {r.status_code} {r.text[:300]}")
+        raise RuntimeError(f"{method} {url}: still failing after 100 attempts")
+
+    def sf_patch(self, sobject: str, record_id: str, values: Mapping[str, Any]) -> None:
+        url = f"{self.instance_url()}/services/data/{API}/sobjects/{sobject}/{record_id}"
+        self.write("PATCH", url, dict(values))
+
+    def pd_patch(self, prospect_id: int, values: Mapping[str, Any]) -> None:
+        url = f"{self.pd_url}/api/v5/objects/prospects/{prospect_id}"
+        self.write("PATCH", url, dict(values), pardot=True)
+
+    def pd_delete(self, prospect_id: int) -> None:
+        """To Pardot's recycle bin; 192 ("in the recycle bin") after a lost answer: done."""
+        url = f"{self.pd_url}/api/v5/objects/prospects/{prospect_id}"
+        self.write("DELETE", url, pardot=True, already=frozenset({192}))
+
+    def pd_undelete(self, email: str) -> None:
+        """Out of the recycle bin; 109 (no deleted prospect) after a lost answer: done."""
+        url = f"{self.pd_url}/api/v5/objects/prospects/do/undelete"
+        self.write("POST", url, {"matchEmail": email}, pardot=True, already=frozenset({109}))
+
+    def merge(self, sobject: str, master_id: str, loser_id: str) -> None:
+        """A merge as a CRM user makes it (the simulator's control route, never faulted)."""
+        r = self.http.post(
+            f"{self.sf_url}/__sim__/merge",
+            json={"sobject": sobject, "masterId": master_id, "mergedIds": [loser_id]},
+        )
+        if r.status_code != 200:
+            raise RuntimeError(f"merge {loser_id} into {master_id}: {r.status_code} {r.text}")
+
+    def pardot_all(self, objects: str, fields: str, **params: str) -> list[dict[str, Any]]:
         url = f"{self.pd_url}/api/v5/objects/{objects}"
-        body = self._get(url, pardot=True, fields=fields, limit=1000, orderBy="id")
+        body = self._get(url, pardot=True, fields=fields, limit=1000, orderBy="id", **params)
         rows = list(body["values"])
         while body.get("nextPageToken"):
             body = self._get(url, pardot=True, fields=fields, nextPageToken=body["nextPageToken"])
             rows.extend(body["values"])
         return rows
+
+
+def _pardot_code(answer: httpx.Response) -> int | None:
+    try:
+        body = answer.json()
+    except ValueError:
+        return None
+    code = body.get("code") if isinstance(body, dict) else None
+    return code if isinstance(code, int) else None
 
 
 # -- the store ----------------------------------------------------------------------------------
@@ -393,6 +519,7 @@ class StoreView:
     errors: int
     feeds: dict[str, datetime | None]
     done: int = 0  # prospects linked plus items in the error queue: the soak's progress
+    positions: dict[str, datetime] = field(default_factory=dict)  # each feed's cursor
 
 
 async def _store_view(url: str) -> StoreView:
@@ -411,7 +538,8 @@ async def _store_view(url: str) -> StoreView:
         await store.aclose()
     q = snap.queue
     feeds = {f.feed: f.last_poll_at for f in snap.feeds}
-    return StoreView(q.pending, q.claimed, q.error, feeds, done=linked + q.error)
+    positions = {f.feed: f.position for f in snap.feeds}
+    return StoreView(q.pending, q.claimed, q.error, feeds, linked + q.error, positions)
 
 
 def store_view(url: str) -> StoreView | None:
@@ -442,7 +570,8 @@ async def _store_final(
 
 def build_seed(cfg: SoakConfig) -> dict[str, Any]:
     """The generated world with the faults and token expiry of the soak."""
-    world = generate_seed(cfg.prospects, seed=cfg.seed)
+    world = generate_seed(cfg.prospects, seed=cfg.seed, shape=Shape.life_cycle(cfg.life_share))
+    add_twins(world, Random(cfg.seed + 3), cfg.twin_share)
     faults = {
         "error_rate": cfg.error_rate,
         "rate_limit_rate": cfg.rate_limit_rate,
@@ -455,6 +584,223 @@ def build_seed(cfg: SoakConfig) -> dict[str, Any]:
     world["salesforce"]["daily_api_limit"] = 5_000_000
     world["pardot"]["daily_api_limit"] = 5_000_000
     return world
+
+
+# -- the record life cycle (issue 15) -----------------------------------------------------------
+
+LIFE_DOMAIN = "life.example"  # the new addresses of the email changes
+SF_TIME = "%Y-%m-%dT%H:%M:%S.%f%z"
+
+
+def add_twins(world: dict[str, Any], rng: Random, share: float) -> None:
+    """Give a `share` of the prospects matched to exactly one live CRM record a younger twin: a
+    second record of the same object and email, the duplicate a CRM user merges during the run.
+    The first sync still links to the older one (RULES 2: oldest `CreatedDate` first)."""
+    sf = world["salesforce"]
+    emails = {_key(p["email"]) for p in world["pardot"]["prospects"]}
+    live: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
+    for key in ("leads", "contacts"):
+        for row in sf[key]:
+            if not row.get("IsDeleted"):
+                live[_key(row.get("Email"))].append((key, row))
+    made = 0
+    for email, rows in sorted(live.items()):
+        if email not in emails or len(rows) != 1 or rng.random() >= share:
+            continue
+        key, row = rows[0]
+        made += 1
+        created = datetime.strptime(row["CreatedDate"], SF_TIME) + timedelta(days=1)
+        names = ("Email", "FirstName", "LastName", "Title", "OwnerId")
+        twin = {k: row[k] for k in names if row.get(k) is not None}
+        twin["Id"] = sf_id(row["Id"][:3], 9_000_000 + made)
+        twin["CreatedDate"] = created.strftime("%Y-%m-%dT%H:%M:%S.000+0000")
+        if key == "leads":
+            twin["Company"] = f"{row.get('Company') or 'Unknown'} (twin)"
+        sf[key].append(twin)
+
+
+@dataclass(frozen=True)
+class LifeEvent:
+    """One life-cycle event done to the world during the run, through the APIs.
+
+    `kind` is one of `Life.KINDS` or "restore"; `crm_type`/`crm_id` name the record the
+    prospect was linked to when it happened (empty for a prospect restored from the seed's
+    recycle bin); `other` is a merge's other record (the survivor of a `merge_loser`, the
+    loser of a `merge_survivor`); `value` is an email change's new address, or the Title set
+    in the CRM while a prospect was in the recycle bin.
+    """
+
+    kind: str
+    prospect_id: int
+    crm_type: str = ""
+    crm_id: str = ""
+    other: str = ""
+    value: str = ""
+    point: int = 0
+
+
+@dataclass
+class Life:
+    """The record life cycle during one soak run.
+
+    At each point of progress in `points` (items done, read from the store, as the kills), a
+    few prospects linked at that moment meet each of `KINDS` through the APIs, `per_point`
+    each: their record merged into its twin (`merge_loser`) or the twin merged into their
+    record (`merge_survivor`); their email changed in Salesforce or in Pardot; sent to Pardot's
+    recycle bin (v5 DELETE) while their record is edited in Salesforce; opted out on one side
+    while the other side is edited later with a stale opt-in. At the first point half of the
+    seed's prospects in the recycle bin are restored (undelete), at the second half of those
+    sent there at the first point. `events` is what was done; the checker reads it.
+    """
+
+    KINDS = (
+        "merge_loser",
+        "merge_survivor",
+        "email_crm",
+        "email_pardot",
+        "recycle",
+        "opt_out_crm",
+        "opt_out_pardot",
+    )
+
+    seed: Mapping[str, Any]
+    per_point: int
+    points: list[int]
+    events: list[LifeEvent] = field(default_factory=list)
+    fired: int = 0
+    done_at: datetime | None = None  # when the last events were done
+
+    def __post_init__(self) -> None:
+        plans = first_plans(self.seed)
+        self.rows: dict[str, tuple[str, dict[str, Any]]] = {}
+        self.live: dict[tuple[str, str], list[str]] = defaultdict(list)
+        for kind, key in (("Lead", "leads"), ("Contact", "contacts")):
+            for row in self.seed["salesforce"][key]:
+                self.rows[row["Id"][:15]] = (kind, row)
+                if not row.get("IsDeleted"):
+                    self.live[(kind, _key(row.get("Email")))].append(row["Id"])
+        self.merged: set[str] = set()
+        merge_pool, pool = [], []
+        for raw in self.seed["pardot"]["prospects"]:
+            pid, plan = int(raw["id"]), plans[int(raw["id"])]
+            if plan.action is LinkAction.SKIP:
+                continue
+            kind, row = self.rows.get((plan.crm_id or "")[:15], ("", {}))
+            if (
+                plan.action is LinkAction.LINK
+                and len(self.live[(kind, _key(row.get("Email")))]) > 1
+            ):
+                merge_pool.append(pid)
+            elif not raw.get("optedOut") and not row.get("HasOptedOutOfEmail"):
+                pool.append(pid)
+        shuffle = Random(len(plans))
+        shuffle.shuffle(merge_pool)
+        shuffle.shuffle(pool)
+        self.merge_pool, self.pool = merge_pool, pool
+        self.emails = {int(p["id"]): p["email"] for p in self.seed["pardot"]["prospects"]}
+        self.seed_bin = sorted(
+            int(p["id"]) for p in self.seed["pardot"]["prospects"] if p.get("isDeleted")
+        )
+
+    def due(self, done: int) -> bool:
+        return self.fired < len(self.points) and done >= self.points[self.fired]
+
+    @property
+    def finished(self) -> bool:
+        return self.fired >= len(self.points)
+
+    def covered(self, view: StoreView) -> bool:
+        """Every event done, and the CRM's deleted-records feeds have read past the last ones.
+
+        Those feeds read Salesforce's getDeleted, whose window ends at `latestDateCovered`
+        (whole minutes): a merge made just before the queue drained is read a poll after the
+        minute turns, so an empty queue and fresh polls alone would end the run before syncd
+        saw it. Their cursors, read from the store, say when it has.
+        """
+        deleted = [at for feed, at in view.positions.items() if feed.endswith(".deleted")]
+        return (
+            self.finished
+            and bool(deleted)
+            and all(self.done_at is None or at >= self.done_at for at in deleted)
+        )
+
+    def of(self, *kinds: str) -> list[LifeEvent]:
+        return [e for e in self.events if e.kind in kinds]
+
+    def fire(self, apis: Apis, url: str) -> bool:
+        """The events of the next point; False (nothing done) while the store cannot be read."""
+        try:
+            links, _ = asyncio.run(_store_final(url, sorted({*self.merge_pool, *self.pool})))
+        except Exception:  # busy or mid-migration: the next look will tell
+            return False
+        point = self.fired
+        used = {e.prospect_id for e in self.events}
+
+        def take(pool: list[int], n: int) -> list[StoredLink]:
+            out: list[StoredLink] = []
+            for pid in pool:
+                link = links.get(pid)
+                if len(out) < n and pid not in used and link is not None and not link.crm_deleted:
+                    used.add(pid)
+                    out.append(link)
+            return out
+
+        for i, link in enumerate(take(self.merge_pool, 2 * self.per_point)):
+            self._merge(apis, link, "merge_loser" if i % 2 == 0 else "merge_survivor", point)
+        for kind in self.KINDS[2:]:
+            for link in take(self.pool, self.per_point):
+                self._event(apis, kind, link, point)
+        if point == 0:
+            restore = [LifeEvent("restore", pid) for pid in self.seed_bin[::2]]
+        else:
+            restore = [e for e in self.of("recycle") if e.point == 0][::2]
+        for e in restore:
+            apis.pd_undelete(self.emails[e.prospect_id])
+            self.events.append(replace(e, kind="restore", point=point))
+        self.fired += 1
+        self.done_at = datetime.now(UTC)
+        return True
+
+    def _merge(self, apis: Apis, link: StoredLink, kind: str, point: int) -> None:
+        row = self.rows.get(link.crm_id[:15])
+        if row is None:  # linked to a record made during the run: it has no twin
+            return
+        key = (link.crm_type, _key(row[1].get("Email")))
+        twins = [
+            i
+            for i in self.live[key]
+            if not same_sf_id(i, link.crm_id) and i[:15] not in self.merged
+        ]
+        if not twins:
+            return
+        twin = twins[0]
+        loser, survivor = (link.crm_id, twin) if kind == "merge_loser" else (twin, link.crm_id)
+        apis.merge(link.crm_type, survivor, loser)
+        self.merged.add(loser[:15])
+        self.events.append(
+            LifeEvent(kind, link.prospect_id, link.crm_type, link.crm_id, twin, point=point)
+        )
+
+    def _event(self, apis: Apis, kind: str, link: StoredLink, point: int) -> None:
+        pid, sobject, rid = link.prospect_id, link.crm_type, link.crm_id
+        value = ""
+        if kind == "email_crm":
+            value = f"changed-in-crm.{pid}@{LIFE_DOMAIN}"
+            apis.sf_patch(sobject, rid, {"Email": value})
+        elif kind == "email_pardot":
+            value = f"changed-in-pardot.{pid}@{LIFE_DOMAIN}"
+            apis.pd_patch(pid, {"email": value})
+        elif kind == "recycle":
+            value = f"Edited in the bin {pid}"
+            apis.pd_delete(pid)
+            apis.sf_patch(sobject, rid, {"Title": value})
+        elif kind == "opt_out_crm":  # unsubscribed in Salesforce, a stale opt-in edited later
+            apis.sf_patch(sobject, rid, {"HasOptedOutOfEmail": True})
+            apis.pd_patch(pid, {"optedOut": False, "jobTitle": f"Stale opt-in {pid}"})
+        else:  # opt_out_pardot: unsubscribed in Pardot, a stale opt-in edited later in the CRM
+            apis.pd_patch(pid, {"optedOut": True})
+            apis.sf_patch(sobject, rid, {"HasOptedOutOfEmail": False, "Title": f"Stale {pid}"})
+        self.events.append(LifeEvent(kind, pid, sobject, rid, value=value, point=point))
 
 
 def _scrape(port: int) -> dict[str, float]:
@@ -479,18 +825,22 @@ def kill_points(work: int, max_kills: int) -> list[int]:
     return [max(1, work * k // (max_kills + 1)) for k in range(1, max_kills + 1)] if work else []
 
 
-def must_sync(seed: Mapping[str, Any]) -> int:
-    """How many of the seed's prospects the rules sync (the first-sync plan is not SKIP)."""
+def first_plans(seed: Mapping[str, Any]) -> dict[int, Plan]:
+    """Each seed prospect's first-sync plan, as `syncd.domain` decides it from the seed."""
     config, directory = SyncConfig(field_map=FieldMap.default()), _directory(seed)
     initial = _initial_records(seed)
-    count = 0
+    plans: dict[int, Plan] = {}
     for raw in seed["pardot"]["prospects"]:
         start = prospect_from({"updatedAt": "2025-12-31T00:00:00Z", **raw})
         cands = [r for r in initial.get(_key(start.email), []) if not r.is_converted]
         inp = ProspectInput(prospect=start, link=None, linked=None, candidates=cands)
-        plan = reconcile(inp, config=config, directory=directory, now=NOW)
-        count += plan.action is not LinkAction.SKIP
-    return count
+        plans[start.id] = reconcile(inp, config=config, directory=directory, now=NOW)
+    return plans
+
+
+def must_sync(seed: Mapping[str, Any]) -> int:
+    """How many of the seed's prospects the rules sync (the first-sync plan is not SKIP)."""
+    return sum(p.action is not LinkAction.SKIP for p in first_plans(seed).values())
 
 
 def drive(
@@ -500,10 +850,14 @@ def drive(
     cwd: Path,
     report: SoakReport,
     kills_at: list[int],
+    life: Life | None = None,
+    apis: Apis | None = None,
 ) -> Counter[str]:
     """Run `syncd run`, SIGKILL and restart it at the points of progress in `kills_at` (items
     done), until the queue drains. Every kill comes before the drain is accepted: the last
-    items are done only after the last point, so the count of kills never depends on speed."""
+    items are done only after the last point, so the count of kills never depends on speed.
+    The life-cycle events of `life` come at their own points of progress, just before a kill
+    that shares the point (the restarted daemon finds them), through `apis`."""
     seen: Counter[str] = Counter()
     started = time.monotonic()
     deadline = started + cfg.drain_timeout_s
@@ -526,6 +880,9 @@ def drive(
             view = store_view(url)
             if view is None:
                 continue
+            if life and apis and life.due(view.done) and life.fire(apis, url):
+                empty_since = None
+                _say(cfg, f"  life-cycle events #{life.fired} with {view.done} items done")
             if report.kills < len(kills_at) and view.done >= kills_at[report.kills]:
                 proc.send_signal(signal.SIGKILL)
                 proc.wait(30)
@@ -538,7 +895,7 @@ def drive(
                 empty_since = None
             elif empty_since is None:
                 empty_since = datetime.now(UTC)
-            elif _settled(view, empty_since):
+            elif _settled(view, empty_since) and (life is None or life.covered(view)):
                 break
             if time.monotonic() > deadline:
                 raise RuntimeError(
@@ -623,12 +980,15 @@ def soak_one(
             if cfg.batch_size is not None:
                 env["SYNCD_SYNC__BATCH_SIZE"] = str(cfg.batch_size)
             _say(cfg, f"[{database}] syncing {cfg.prospects} prospects under faults ...")
-            kills_at = kill_points(must_sync(seed), cfg.max_kills)
-            seen = drive(cfg, url, env, cwd, report, kills_at)
-            report.api_not_ok = {k: int(v) for k, v in seen.items() if k.startswith("api:")}
-            report.item_retries = int(seen.get("item_retries", 0))
+            work = must_sync(seed)
+            kills_at = kill_points(work, cfg.max_kills)
+            per_point = cfg.life_per_point or max(1, cfg.prospects // 100)
+            report.life = Life(seed, per_point, kill_points(work, 2))
             apis = Apis(sim_env)
             try:
+                seen = drive(cfg, url, env, cwd, report, kills_at, report.life, apis)
+                report.api_not_ok = {k: int(v) for k, v in seen.items() if k.startswith("api:")}
+                report.item_retries = int(seen.get("item_retries", 0))
                 counters = apis.counters()
                 report.faults = {k: dict(v["faults"]) for k, v in counters.items()}
                 report.requests = {k: int(v["total"]) for k, v in counters.items()}
@@ -735,15 +1095,25 @@ class Final:
     links: dict[int, StoredLink]
     errors: list[QueueItem]
     view: StoreView | None
+    gone: dict[str, dict[str, Any]] = field(default_factory=dict)  # deleted Leads/Contacts
 
 
 def fetch_final(apis: Apis, url: str, fmap: FieldMap) -> Final:
     """Read everything over HTTP (no faults) and from the store."""
     pd_fields = sorted(
-        {"id", "email", "userId", "salesforceId", "updatedAt", "createdAt", *fmap.pardot_fields()}
+        {"id", "email", "userId", "salesforceId", "updatedAt", "createdAt", "isDeleted"}
+        | set(fmap.pardot_fields())
     )
-    prospects = {
-        int(p["id"]): prospect_from(p) for p in apis.pardot_all("prospects", ",".join(pd_fields))
+    prospects = {  # the recycle bin's too (`isDeleted`)
+        int(p["id"]): prospect_from(p)
+        for p in apis.pardot_all("prospects", ",".join(pd_fields), deleted="all")
+    }
+    gone = {
+        r["Id"][:15]: r
+        for kind in ("Lead", "Contact")
+        for r in apis.soql_all(
+            f"SELECT Id, Email, MasterRecordId FROM {kind} WHERE IsDeleted = true"
+        )
     }
     crm: dict[str, CrmRecord] = {}
     for kind in (CrmType.LEAD, CrmType.CONTACT):
@@ -762,15 +1132,17 @@ def fetch_final(apis: Apis, url: str, fmap: FieldMap) -> Final:
         links=links,
         errors=errors,
         view=store_view(url),
+        gone=gone,
     )
 
 
 @dataclass
 class Checker:
-    """The invariants over one seed and its final state."""
+    """The invariants over one seed, the life-cycle events of the run, and its final state."""
 
     seed: Mapping[str, Any]
     final: Final
+    life: Life | None = None
     fmap: FieldMap = field(default_factory=FieldMap.default)
     linked_once: Invariant = field(default_factory=lambda: Invariant("linked_once"))
     dupes: Invariant = field(default_factory=lambda: Invariant("no_duplicate_leads"))
@@ -778,14 +1150,35 @@ class Checker:
     fields: Invariant = field(default_factory=lambda: Invariant("fields"))
     lost: Invariant = field(default_factory=lambda: Invariant("nothing_lost"))
     permanent: Invariant = field(default_factory=lambda: Invariant("errors_permanent"))
+    merges: Invariant = field(default_factory=lambda: Invariant("merges_followed"))
+    emails_inv: Invariant = field(default_factory=lambda: Invariant("emails_followed"))
+    recycled: Invariant = field(default_factory=lambda: Invariant("recycled_left_alone"))
+    opt_outs: Invariant = field(default_factory=lambda: Invariant("opt_outs_kept"))
 
     def __post_init__(self) -> None:
         self.config = SyncConfig(field_map=self.fmap)
         self.directory = _directory(self.seed)
         self.initial = _initial_records(self.seed)
         sf = self.seed["salesforce"]
-        self.seed_ids = {r["Id"][:15] for k in ("leads", "contacts") for r in sf[k]}
+        self.seed_rows = {r["Id"][:15]: r for k in ("leads", "contacts") for r in sf[k]}
+        self.seed_ids = set(self.seed_rows)
         self.error_keys = {e.key for e in self.final.errors}
+        self.events = list(self.life.events) if self.life else []
+        # A merge changes what "right" is: the record a prospect must end linked to is the one
+        # its first-sync record was merged into (loser -> survivor, by 15-character id).
+        self.merged_into = {
+            (e.crm_id if e.kind == "merge_loser" else e.other)[:15]: (
+                e.other if e.kind == "merge_loser" else e.crm_id
+            )
+            for e in self.events
+            if e.kind.startswith("merge_")
+        }
+        self.touched = {e.prospect_id for e in self.events}
+        self.restored = {e.prospect_id for e in self.events if e.kind == "restore"}
+        seed_bin = {int(p["id"]) for p in self.seed["pardot"]["prospects"] if p.get("isDeleted")}
+        recycled = seed_bin | {e.prospect_id for e in self.events if e.kind == "recycle"}
+        self.in_bin = recycled - self.restored  # must end in the recycle bin
+        self.plan0: dict[int, Plan] = {}
 
     def invariants(self) -> list[Invariant]:
         return [
@@ -795,6 +1188,10 @@ class Checker:
             self.fields,
             self.lost,
             self.permanent,
+            self.merges,
+            self.emails_inv,
+            self.recycled,
+            self.opt_outs,
         ]
 
     def run(self) -> list[Invariant]:
@@ -813,6 +1210,10 @@ class Checker:
                 code not in TRANSIENT_CODES and not code.startswith("HTTP_5"),
                 f"{e.key}: transient error {code}: {e.last_error_message}",
             )
+        self.merges_followed()
+        self.emails_followed()
+        self.recycled_left_alone()
+        self.opt_outs_kept()
         return self.invariants()
 
     def created_leads(self) -> None:
@@ -830,14 +1231,25 @@ class Checker:
     def _reconcile(self, inp: ProspectInput) -> Plan:
         return reconcile(inp, config=self.config, directory=self.directory, now=NOW)
 
+    def follow(self, crm_id: str | None) -> str | None:
+        """The record `crm_id` ends as: itself, or the survivor of the merges it lost."""
+        seen: set[str] = set()
+        while crm_id and crm_id[:15] in self.merged_into and crm_id[:15] not in seen:
+            seen.add(crm_id[:15])
+            crm_id = self.merged_into[crm_id[:15]]
+        return crm_id
+
     def prospect(self, raw: Mapping[str, Any]) -> None:
         """Linked as the rules say, to one record, with the fields the policies demand."""
         pid = int(raw["id"])
+        if pid in self.restored:  # restored from the recycle bin: it syncs as if never there
+            raw = {k: v for k, v in raw.items() if k != "isDeleted"}
         start = prospect_from({"updatedAt": "2025-12-31T00:00:00Z", **raw})
         cands = [r for r in self.initial.get(_key(start.email), []) if not r.is_converted]
         plan0 = self._reconcile(
             ProspectInput(prospect=start, link=None, linked=None, candidates=cands)
         )
+        self.plan0[pid] = plan0
         link = self.final.links.get(pid)
         if plan0.action is LinkAction.SKIP:
             self.linked_once.check(link is None, f"prospect {pid}: linked though rules skip it")
@@ -858,8 +1270,11 @@ class Checker:
             want_ok = link.crm_id[:15] not in self.seed_ids and record.type is CrmType.LEAD
             want = "a Lead syncd created"
         else:
-            want_ok = same_sf_id(link.crm_id, plan0.crm_id)
-            want = f"{plan0.crm_id}"
+            want_id = self.follow(plan0.crm_id)
+            want_ok = same_sf_id(link.crm_id, want_id)
+            want = f"{want_id}" + (
+                f" (merged from {plan0.crm_id})" if want_id != plan0.crm_id else ""
+            )
         self.linked_once.check(want_ok, f"prospect {pid}: linked to {link.crm_id}, want {want}")
         self.linked_once.check(
             _key(record.email) == _key(final_p.email),
@@ -870,25 +1285,29 @@ class Checker:
                 same_sf_id(final_p.crm_id, link.crm_id),
                 f"prospect {pid}: salesforceId {final_p.crm_id} but linked to {link.crm_id}",
             )
-        self.field_values(pid, plan0, final_p, record, link)
+        if pid not in self.in_bin:  # one in the recycle bin is not synced: nothing to hold
+            self.field_values(pid, plan0, final_p, record, link)
 
     def field_values(
         self, pid: int, plan0: Plan, final_p: Prospect, record: CrmRecord, link: StoredLink
     ) -> None:
-        """The first-sync plan's demands hold, and a reconcile now writes nothing."""
+        """The first-sync plan's demands hold (unless a life-cycle event changed the prospect
+        or its record since: then its own invariant judges), and a reconcile now writes
+        nothing."""
         crm_kinds, pd_kinds = _kinds(self.fmap, record.type)
-        for name, value in (dict(plan0.create_lead or {}) | dict(plan0.crm_update)).items():
-            have = record.fields.get(name)
-            self.fields.check(
-                _same(crm_kinds.get(name, "str"), value, have),
-                f"prospect {pid}: {record.id}.{name} = {have!r}, want {value!r}",
-            )
-        for name, value in plan0.pardot_update.items():
-            have = final_p.fields.get(name)
-            self.fields.check(
-                _same(pd_kinds.get(name, "str"), value, have),
-                f"prospect {pid}: prospect.{name} = {have!r}, want {value!r}",
-            )
+        if pid not in self.touched:
+            for name, value in (dict(plan0.create_lead or {}) | dict(plan0.crm_update)).items():
+                have = record.fields.get(name)
+                self.fields.check(
+                    _same(crm_kinds.get(name, "str"), value, have),
+                    f"prospect {pid}: {record.id}.{name} = {have!r}, want {value!r}",
+                )
+            for name, value in plan0.pardot_update.items():
+                have = final_p.fields.get(name)
+                self.fields.check(
+                    _same(pd_kinds.get(name, "str"), value, have),
+                    f"prospect {pid}: prospect.{name} = {have!r}, want {value!r}",
+                )
         now_cands = [
             r
             for r in self.final.crm.values()
@@ -906,7 +1325,8 @@ class Checker:
         )
 
     def tasks(self) -> None:
-        """Each sent email of a synced prospect: exactly one Task, on the linked record."""
+        """Each sent email of a synced prospect: exactly one Task, on the linked record (at
+        most one for a prospect left in the recycle bin: its emails may never be logged)."""
         by_marker: dict[int, list[dict[str, Any]]] = defaultdict(list)
         for t in self.final.tasks:
             marker = parse_task_marker(t.get("Description"))
@@ -919,12 +1339,148 @@ class Checker:
             if link is None:
                 self.tasks_once.check(not logged, f"email {email_id}: Task of an unsynced prospect")
                 continue
-            self.tasks_once.check(len(logged) == 1, f"email {email_id}: {len(logged)} Tasks")
+            if int(prospect_id) in self.in_bin:
+                self.tasks_once.check(len(logged) <= 1, f"email {email_id}: {len(logged)} Tasks")
+            else:
+                self.tasks_once.check(len(logged) == 1, f"email {email_id}: {len(logged)} Tasks")
             if logged:
                 self.tasks_once.check(
                     same_sf_id(logged[0].get("WhoId"), link.crm_id),
                     f"email {email_id}: Task on {logged[0].get('WhoId')}, link {link.crm_id}",
                 )
+
+    # -- the record life cycle (issue 15) ---------------------------------------------------
+
+    def _created_with(self, email: str) -> list[str]:
+        """Records made during the run (not in the seed) that hold `email`."""
+        return [
+            r.id
+            for rid, r in self.final.crm.items()
+            if rid not in self.seed_ids and _key(r.email) == email
+        ]
+
+    def merges_followed(self) -> None:
+        """A prospect linked to a merge loser ends linked to the survivor (one linked to the
+        survivor stays), never marked deleted, no Lead made for it, nothing in the error queue;
+        the loser is deleted with `MasterRecordId` = the survivor; nothing links to the seed's
+        merge losers."""
+        inv, links = self.merges, self.final.links
+        for e in self.of("merge_loser", "merge_survivor"):
+            pid = e.prospect_id
+            loser, survivor = (
+                (e.crm_id, e.other) if e.kind == "merge_loser" else (e.other, e.crm_id)
+            )
+            link = links.get(pid)
+            inv.check(
+                link is not None and same_sf_id(link.crm_id, survivor) and not link.crm_deleted,
+                f"prospect {pid} ({e.kind}): link {link and link.crm_id} "
+                f"{'crm_deleted ' if link and link.crm_deleted else ''}want survivor {survivor}",
+            )
+            gone = self.final.gone.get(loser[:15])
+            inv.check(
+                gone is not None and same_sf_id(gone.get("MasterRecordId"), survivor),
+                f"{loser}: not deleted as merged into {survivor}: {gone}",
+            )
+            p = self.final.prospects.get(pid)
+            made = self._created_with(_key(p.email if p else ""))
+            inv.check(not made, f"prospect {pid} ({e.kind}): records made for it: {made}")
+            inv.check(f"p:{pid}" not in self.error_keys, f"prospect {pid} ({e.kind}): in errors")
+        linked = {lk.crm_id[:15]: pid for pid, lk in links.items()}
+        for rid, row in self.seed_rows.items():
+            if row.get("IsDeleted"):
+                inv.check(rid not in linked, f"prospect {linked.get(rid)}: linked to loser {rid}")
+
+    def emails_followed(self) -> None:
+        """An email changed on either side ends on both, the link holds, and no other prospect
+        or record (a relink, a new Lead) holds the new address."""
+        inv = self.emails_inv
+        for e in self.of("email_crm", "email_pardot"):
+            pid, link = e.prospect_id, self.final.links.get(e.prospect_id)
+            p, rec = self.final.prospects.get(pid), self.final.crm.get(e.crm_id[:15])
+            where = f"prospect {pid} ({e.kind} to {e.value})"
+            inv.check(
+                link is not None and same_sf_id(link.crm_id, e.crm_id),
+                f"{where}: link {link and link.crm_id}, want it held on {e.crm_id}",
+            )
+            inv.check(
+                p is not None and _key(p.email) == e.value, f"{where}: prospect has {p and p.email}"
+            )
+            inv.check(
+                rec is not None and _key(rec.email) == e.value,
+                f"{where}: {e.crm_id} has {rec and rec.email}",
+            )
+            others = [
+                i for i, q in self.final.prospects.items() if i != pid and _key(q.email) == e.value
+            ]
+            others_crm = [
+                r.id
+                for r in self.final.crm.values()
+                if _key(r.email) == e.value and not same_sf_id(r.id, e.crm_id)
+            ]
+            inv.check(not others and not others_crm, f"{where}: also on {others} {others_crm}")
+            inv.check(f"p:{pid}" not in self.error_keys, f"{where}: in the error queue")
+
+    def recycled_left_alone(self) -> None:
+        """A prospect in Pardot's recycle bin stays there, keeps its link (if any), is not
+        re-created and is no error; a restored one syncs (the CRM's edit made while it was in
+        the bin reaches it)."""
+        inv = self.recycled
+        bin_events = {e.prospect_id: e for e in self.of("recycle")}
+        seed_bin = {int(p["id"]) for p in self.seed["pardot"]["prospects"] if p.get("isDeleted")}
+        for pid in sorted(set(bin_events) | seed_bin):
+            p, link, e = (
+                self.final.prospects.get(pid),
+                self.final.links.get(pid),
+                bin_events.get(pid),
+            )
+            where = f"prospect {pid} ({'sent to the bin in the run' if e else 'in the seed bin'})"
+            inv.check(f"p:{pid}" not in self.error_keys, f"{where}: in the error queue")
+            if e is not None:
+                inv.check(
+                    link is not None and same_sf_id(link.crm_id, e.crm_id) and not link.crm_deleted,
+                    f"{where}: link {link and link.crm_id}, want {e.crm_id}",
+                )
+            if pid in self.restored:
+                inv.check(p is not None and not p.is_deleted, f"{where}: restored, not live")
+                if e is not None and p is not None:
+                    rec = self.final.crm.get(e.crm_id[:15])
+                    have = (p.fields.get("jobTitle"), rec and rec.fields.get("Title"))
+                    inv.check(
+                        have == (e.value, e.value),
+                        f"{where}: restored, titles {have}, want {e.value!r}",
+                    )
+                continue
+            inv.check(p is not None and p.is_deleted, f"{where}: not in the recycle bin")
+            if e is None:
+                inv.check(link is None, f"{where}: linked to {link and link.crm_id}")
+            email = _key(p.email if p else "")
+            again = [
+                i
+                for i, q in self.final.prospects.items()
+                if i != pid and not q.is_deleted and _key(q.email) == email
+            ]
+            inv.check(not again, f"{where}: re-created as {again}")
+
+    def opt_outs_kept(self) -> None:
+        """A linked prospect opted out on either side (in the seed or during the run) ends
+        opted out on both: a sync never undoes an unsubscribe."""
+        events = {e.prospect_id for e in self.of("opt_out_crm", "opt_out_pardot")}
+        for raw in self.seed["pardot"]["prospects"]:
+            pid = int(raw["id"])
+            link, plan0 = self.final.links.get(pid), self.plan0.get(pid)
+            if link is None or link.crm_deleted or pid in self.in_bin or plan0 is None:
+                continue
+            first = self.seed_rows.get((plan0.crm_id or "")[:15], {})
+            if not (raw.get("optedOut") or first.get("HasOptedOutOfEmail") or pid in events):
+                continue
+            p, rec = self.final.prospects.get(pid), self.final.crm.get(link.crm_id[:15])
+            have = (p and p.fields.get("optedOut"), rec and rec.fields.get("HasOptedOutOfEmail"))
+            self.opt_outs.check(
+                have == (True, True), f"prospect {pid} / {link.crm_id}: opted out {have}"
+            )
+
+    def of(self, *kinds: str) -> list[LifeEvent]:
+        return [e for e in self.events if e.kind in kinds]
 
 
 def check(seed: Mapping[str, Any], apis: Apis, url: str, report: SoakReport) -> None:
@@ -939,7 +1495,7 @@ def check(seed: Mapping[str, Any], apis: Apis, url: str, report: SoakReport) -> 
         for rid, r in final.crm.items()
         if r.type is CrmType.LEAD and rid not in {x["Id"][:15] for x in seed["salesforce"]["leads"]}
     )
-    report.invariants = Checker(seed, final).run()
+    report.invariants = Checker(seed, final, report.life).run()
     written = apis.http.get(f"{apis.pd_url}/__sim__/written")
     written.raise_for_status()
     report.invariants.append(no_read_only_writes(written.json()))

@@ -15,7 +15,16 @@ from typing import Any
 
 from syncd import errors
 from syncd.clients.salesforce import SaveResult
-from syncd.domain.models import CrmRecord, CrmType, Link, Prospect, ProspectInput, SentEmail
+from syncd.domain.models import (
+    CrmRecord,
+    CrmType,
+    Decision,
+    Link,
+    LinkAction,
+    Prospect,
+    ProspectInput,
+    SentEmail,
+)
 from syncd.domain.plan import Plan
 from syncd.domain.values import parse_datetime
 from syncd.store.models import Link as StoredLink
@@ -86,8 +95,33 @@ class Work:
         return replace(self, **changes)
 
     def failed(self, exc: errors.APIError) -> Work:
-        """FAILED with `exc`, unless it already failed or paused (the first reason wins)."""
-        return replace(self, status=Status.FAILED, error=exc) if self.ok else self
+        """FAILED with `exc`, unless it already failed or paused (the first reason wins).
+
+        Pardot refusing to update the prospect because it is in the recycle bin is no failure:
+        it was sent there after it was read (a stale snapshot, or a user between our read and
+        write). A prospect in the recycle bin is skipped, never an error (RULES, issue 15):
+        the work ends with a SKIP follow-up and the prospect known to be in the bin (history
+        and `syncd status` say so; what was written stays written, the merge base stays as
+        it was) and it syncs again once restored.
+        """
+        if not self.ok:
+            return self
+        if self.prospect_id is not None and _in_recycle_bin(exc):
+            reason = (
+                f"prospect {self.prospect_id} is in Pardot's recycle bin (sent there while it "
+                "was being synced): not synced (it syncs again once restored)"
+            )
+            skip = Plan(
+                prospect_id=self.prospect_id,
+                action=LinkAction.SKIP,
+                crm_type=None,
+                crm_id=None,
+                skip_reason=reason,
+                decisions=(Decision(action="skip", reason=reason),),
+            )
+            recycled = replace(self.prospect, is_deleted=True) if self.prospect else None
+            return replace(self, followup=skip, prospect=recycled)
+        return replace(self, status=Status.FAILED, error=exc)
 
     def paused_by(self, signal: errors.BudgetExhaustedError) -> Work:
         """PAUSED: the items go back to the queue without using an attempt."""
@@ -95,6 +129,19 @@ class Work:
 
     def logged(self, email_id: int) -> Work:
         return replace(self, emails_logged=self.emails_logged | {email_id})
+
+
+# Pardot's answer to an update of a prospect in the recycle bin: 400 code 219 "Deleted records
+# can't be updated. Please undelete before updating." (reference/wire-formats.md C.6)
+PARDOT_DELETED_RECORD = "219"
+
+
+def _in_recycle_bin(exc: errors.APIError) -> bool:
+    return (
+        isinstance(exc, errors.PermanentAPIError)
+        and exc.system == "pardot"
+        and exc.code == PARDOT_DELETED_RECORD
+    )
 
 
 class Board:
