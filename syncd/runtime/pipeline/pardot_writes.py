@@ -55,7 +55,7 @@ from syncd.clients.pardot_import import (
     PardotImports,
 )
 from syncd.domain.values import parse_datetime
-from syncd.runtime.pipeline.stages import Board, RunStats
+from syncd.runtime.pipeline.stages import PARDOT_DELETED_RECORD, Board, RunStats
 from syncd.runtime.wiring import Runtime
 from syncd.store import Store
 
@@ -64,6 +64,7 @@ log = logs.get(__name__)
 KV_PREFIX = "pardot_import:"  # + import id: {"at": iso time, "rows": {prospect id: digest}}
 FORGET_AFTER = timedelta(days=7)  # Pardot keeps an import's results 7 days (v4 doc)
 FIRST_POLL_S = 0.25  # the first pause between status reads; it doubles up to MAX_POLL_S
+MAX_RECYCLE_CHECKS = 100  # refused rows read again to tell the recycle bin apart
 MAX_POLL_S = 5.0
 # import id -> prospects settled in this batch (None: it applied nothing, forget it whole)
 ImportsDone = Mapping[int, frozenset[int] | None]
@@ -277,7 +278,38 @@ class PardotWriter:
                     code="IMPORT_ROW",
                     message=line.get("error") or "refused by the import (no reason given)",
                 )
-        return out
+        return await self._recycled(out)
+
+    async def _recycled(
+        self, refused: dict[int, errors.PermanentAPIError]
+    ) -> dict[int, errors.PermanentAPIError]:
+        """`refused` with the rows of prospects now in the recycle bin told apart.
+
+        The error CSV has a reason's text, not the code a PATCH answers (219); a prospect sent
+        to the recycle bin after syncd read it is a skip, never an error (`Work.failed`), so
+        the refused prospects are read again (`deleted=all`, a GET each; refusals are rare) and
+        those in the bin get Pardot's 219. A read that fails keeps the row's own error.
+        """
+        ids = sorted(refused)[:MAX_RECYCLE_CHECKS]
+
+        async def read(pid: int) -> None:
+            try:
+                self.rt.budget.check("pardot")
+                raw = await self.rt.pardot.get_prospect(
+                    pid, ("id", "isDeleted"), include_deleted=True
+                )
+            except errors.APIError:
+                return
+            if raw is not None and raw.get("isDeleted") is True:
+                refused[pid] = errors.PermanentAPIError(
+                    system="pardot",
+                    status=400,
+                    code=PARDOT_DELETED_RECORD,
+                    message=f"prospect {pid} is in the recycle bin ({refused[pid].message})",
+                )
+
+        await asyncio.gather(*(read(pid) for pid in ids))
+        return refused
 
     # -- imports of earlier batches --------------------------------------------------------------
 

@@ -182,6 +182,12 @@ class PardotRecords(PardotState):
         """Restore (undelete) a prospect from the recycle bin; it syncs again from now on."""
         self._set_deleted(prospect_id, False)
 
+    def purge_prospect(self, prospect_id: int) -> None:
+        """Delete a prospect for good, as a Pardot user emptying the recycle bin does: no read,
+        not even `deleted=all`, finds it again (KeyError if unknown)."""
+        with self._lock:
+            del self.prospects_table.rows[prospect_id]
+
     def _set_deleted(self, prospect_id: int, deleted: bool) -> None:
         with self._lock:
             row = self.prospects_table.rows.get(prospect_id)

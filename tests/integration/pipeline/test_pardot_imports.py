@@ -167,11 +167,12 @@ async def test_few_updates_and_imports_off_are_patched(make_sync: MakeSync) -> N
 async def test_a_refused_row_lands_alone_in_the_error_queue(
     make_sync: MakeSync, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A Pardot user sends one prospect to the recycle bin while the import is submitted: the
-    import refuses that row (its error CSV says why); every other row is written."""
+    """A Pardot user deletes one prospect for good (emptied from the recycle bin) while the
+    import is submitted: the import refuses that row (its error CSV says why), the row's
+    prospect is not in the recycle bin either, so it is an error; every other row is written."""
     s = make_sync(seed(), pardot=IMPORTS)
     gone = FIRST + 7
-    hooked = hook(s, monkeypatch, Hook(None, is_submit, lambda: s.pd.recycle_prospect(gone)))  # type: ignore[arg-type]
+    hooked = hook(s, monkeypatch, Hook(None, is_submit, lambda: s.pd.purge_prospect(gone)))  # type: ignore[arg-type]
     assert await s.once() == 1  # an item is in the error queue
     assert hooked.fired
     assert imports_started(s) == 1
@@ -179,7 +180,7 @@ async def test_a_refused_row_lands_alone_in_the_error_queue(
     [item] = await error_items(s)
     assert item["key"] == f"p:{gone}"
     assert item["code"] == "IMPORT_ROW"
-    assert "recycle bin" in item["message"]
+    assert "No prospect matched" in item["message"]
     others = [pid for pid in ids() if pid != gone]
     assert all(s.pd.prospect_writes[pid] == 1 for pid in others)
     for k, pid in enumerate(ids()):
@@ -187,6 +188,27 @@ async def test_a_refused_row_lands_alone_in_the_error_queue(
             assert s.prospect(pid)["jobTitle"] == f"Title {k}"
     assert await queue_states(s) == {"pending": 0, "claimed": 0, "error": 1}
     assert await remembered(s) == {}
+
+
+async def test_a_row_of_a_prospect_sent_to_the_recycle_bin_meanwhile_is_a_skip(
+    make_sync: MakeSync, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The recycle bin is never an error (issue 15), by PATCH (219) or by import: the refused
+    row's prospect is read again, found in the bin, and skipped as such; restored, it syncs."""
+    s = make_sync(seed(), pardot=IMPORTS)
+    gone = FIRST + 7
+    hooked = hook(s, monkeypatch, Hook(None, is_submit, lambda: s.pd.recycle_prospect(gone)))  # type: ignore[arg-type]
+    assert await s.once() == 0, s.last_out
+    assert hooked.fired
+    assert await error_items(s) == []
+    assert await queue_states(s) == {"pending": 0, "claimed": 0, "error": 0}
+    assert all(s.pd.prospect_writes[pid] == 1 for pid in ids() if pid != gone)
+    lines = await s.history_lines(gone)
+    assert any("recycle bin" in json.dumps(line) for line in lines), lines
+    s.pd.restore_prospect(gone)
+    s.later(seconds=2)
+    assert await s.once() == 0, s.last_out
+    assert s.prospect(gone)["jobTitle"] == "Title 7"
 
 
 # -- an import that never completes --------------------------------------------------------------
