@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from syncd import errors, logs
+from syncd.domain import echo
 from syncd.domain import retry as retry_rules
-from syncd.domain.models import Link, LinkAction, sf_id_key, thaw
+from syncd.domain.models import Link, LinkAction, same_sf_id, sf_id_key, thaw
 from syncd.runtime.pipeline.stages import SYNC_META, RunStats, Work, domain_link
 from syncd.store import Store
 from syncd.store.models import AuditLine, NewItem, QueueItem
@@ -64,11 +65,49 @@ def error_text(exc: errors.APIError) -> tuple[str, str]:
     return exc.code, logs.redact(exc.message)[:1000]
 
 
-def stored_link(link: Link, w: Work, now: datetime, *, deleted: bool | None = None) -> StoredLink:
-    """`link` as the store keeps it, with the stamp of this batch's Pardot write (if any)."""
-    base = dict(thaw(link.base))
+def _crm_owner(w: Work, crm_id: str) -> tuple[bool, str | None]:
+    """(known, owner id) of record `crm_id` once this batch's writes are done."""
+    record = w.created_record
+    if record is None or not same_sf_id(record.id, crm_id):
+        record = None
+        inp = w.inp
+        if inp is not None:
+            for r in (inp.linked, inp.converted_contact, inp.survivor, *inp.candidates):
+                if r is not None and same_sf_id(r.id, crm_id):
+                    record = r
+                    break
+    if record is None:
+        return False, None
+    owner = record.owner_id
+    for plan in (w.plan, w.followup):
+        if plan is not None and "OwnerId" in plan.crm_update:
+            owner = plan.crm_update["OwnerId"]
+    return True, owner
+
+
+def echo_meta(w: Work, crm_id: str) -> dict[str, object]:
+    """syncd's bookkeeping kept beside the merge base (`domain.echo`): the stamp of this
+    batch's Pardot write, the assignee and the CRM owner syncd left. A value it cannot know is
+    left out, so the pollers never take a row for syncd's own echo on a guess."""
+    meta: dict[str, object] = {}
     if w.pardot_updated_at is not None:
-        base[SYNC_META] = {"pardot_updated_at": w.pardot_updated_at.isoformat()}
+        meta[echo.META_PARDOT_UPDATED_AT] = w.pardot_updated_at.isoformat()
+    if w.prospect is not None:
+        user_id: object = w.prospect.user_id
+        for plan in (w.plan, w.followup):
+            if plan is not None and "userId" in plan.pardot_update:
+                user_id = plan.pardot_update["userId"]
+        meta[echo.META_PARDOT_USER_ID] = user_id
+    known, owner = _crm_owner(w, crm_id)
+    if known:
+        meta[echo.META_CRM_OWNER_ID] = owner
+    return meta
+
+
+def stored_link(link: Link, w: Work, now: datetime, *, deleted: bool | None = None) -> StoredLink:
+    """`link` as the store keeps it, with syncd's bookkeeping of this batch's writes."""
+    base = dict(thaw(link.base))
+    base[SYNC_META] = echo_meta(w, link.crm_id)
     return StoredLink(
         prospect_id=link.prospect_id,
         crm_type=link.crm_type.value,
@@ -81,10 +120,16 @@ def stored_link(link: Link, w: Work, now: datetime, *, deleted: bool | None = No
 
 
 def same_link(a: StoredLink, b: StoredLink) -> bool:
+    """The same pairing and merge base; syncd's bookkeeping aside (a no-op re-check does not
+    rewrite a link only to record an owner: a link without it is never taken for an echo)."""
+
+    def base(link: StoredLink) -> dict[str, object]:
+        return {k: v for k, v in link.base.items() if k != SYNC_META}
+
     return (
         a.crm_type == b.crm_type
         and sf_id_key(a.crm_id) == sf_id_key(b.crm_id)
-        and dict(a.base) == dict(b.base)
+        and base(a) == base(b)
         and a.crm_deleted == b.crm_deleted
     )
 
@@ -116,8 +161,10 @@ def final_link(w: Work, now: datetime) -> StoredLink | None:
     stored = stored_link(link, w, now)
     if w.pardot_updated_at is None and w.stored_link is not None:
         # No Pardot write this time: keep the stamp of the last one.
-        meta = w.stored_link.base.get(SYNC_META)
-        if meta is not None and stored.crm_id == w.stored_link.crm_id:
+        old = w.stored_link.base.get(SYNC_META)
+        stamp = old.get(echo.META_PARDOT_UPDATED_AT) if isinstance(old, Mapping) else None
+        if stamp is not None and stored.crm_id == w.stored_link.crm_id:
+            meta = {**stored.base[SYNC_META], echo.META_PARDOT_UPDATED_AT: stamp}
             stored = StoredLink(
                 prospect_id=stored.prospect_id,
                 crm_type=stored.crm_type,
