@@ -52,7 +52,8 @@ class EchoMeta:
         meta = base.get(SYNC_META) if isinstance(base, Mapping) else None
         meta = meta if isinstance(meta, Mapping) else {}
         self.pardot_updated_at: datetime | None = parse_datetime(meta.get(META_PARDOT_UPDATED_AT))
-        # _UNSET: not recorded (a link stored by an older release): unknown, never "no owner".
+        # _UNSET: not recorded (a link stored by an older release, or a record not read):
+        # unknown, which is never taken for "no owner".
         self.pardot_user_id: Any = meta.get(META_PARDOT_USER_ID, _UNSET)
         self.crm_owner_id: Any = meta.get(META_CRM_OWNER_ID, _UNSET)
 
@@ -105,7 +106,7 @@ def is_pardot_echo(
     meta = EchoMeta(base)
     if meta.pardot_updated_at is None or prospect.updated_at > meta.pardot_updated_at:
         return False
-    if meta.pardot_user_id is not _UNSET and meta.pardot_user_id != prospect.user_id:
+    if meta.pardot_user_id is _UNSET or meta.pardot_user_id != prospect.user_id:
         return False
     side = base_side(base, BASE_PARDOT)
     return _side_matches(

@@ -204,10 +204,16 @@ async def test_crm_delete_action_recycle_sends_the_prospect_to_the_recycle_bin(
     )  # fmt: skip
     assert await sync(s) == 0
     s.sf.remove("Contact", CONTACT)
+    # The deletions feed (getDeleted) sees a delete once its minute has passed (real time in
+    # the simulator); until then the prospect is queued by hand. (This test used to lean on the
+    # echo of the first sync's own Pardot write, which is no longer queued.)
+    assert await s.reprocess("1") == 0
     assert await sync(s) == 0, s.last_out
     assert s.prospect(1)["isDeleted"] is True  # in Pardot's recycle bin
     history = await s.history_lines(1)
-    assert history[0]["action"] == "recycle_prospect"
+    # Under faults a recycle whose answer was lost is retried and then finds the prospect in
+    # the bin already (a skip): the recycle is not always the newest line.
+    assert "recycle_prospect" in [line["action"] for line in history]
     assert len(s.leads()) == 0 and await _errors(s) == []
 
 
