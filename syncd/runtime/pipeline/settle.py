@@ -358,27 +358,33 @@ async def write(store: Store, out: Settlement, *, worker_id: str, now: datetime)
             await store.links.upsert_many(tx, list(out.links), now=now)
         if out.audit:
             await store.audit.append(tx, list(out.audit))
-        for pid, logged in out.emails.items():
-            await store.pending_emails.remove_logged(tx, pid, logged, now=now)
+        if out.emails:
+            await store.pending_emails.remove_logged_many(tx, out.emails, now=now)
         if out.complete:
             await store.queue.complete(tx, list(out.complete), worker_id=worker_id)
         if out.release:
             await store.queue.release(tx, list(out.release), worker_id=worker_id, now=now)
+        # One statement per distinct (time, error), not one per item: a batch that fails
+        # together (an API down) shares them.
+        retry_groups: dict[tuple[datetime, str, str], list[int]] = {}
         for item, exc, at in out.retry:
-            code, message = error_text(exc)
+            retry_groups.setdefault((at, *error_text(exc)), []).append(item.id)
+        for (at, code, message), ids in retry_groups.items():
             await store.queue.retry(
                 tx,
-                [item.id],
+                ids,
                 worker_id=worker_id,
                 available_at=at,
                 code=code,
                 message=message,
                 now=now,
             )
+        fail_groups: dict[tuple[str, str], list[int]] = {}
         for item, exc in out.fail:
-            code, message = error_text(exc)
+            fail_groups.setdefault(error_text(exc), []).append(item.id)
+        for (code, message), ids in fail_groups.items():
             await store.queue.fail(
-                tx, [item.id], worker_id=worker_id, code=code, message=message, now=now
+                tx, ids, worker_id=worker_id, code=code, message=message, now=now
             )
         if out.requeue:
             await store.queue.enqueue(tx, list(out.requeue), now=now)
