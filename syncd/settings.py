@@ -120,6 +120,12 @@ class PardotSettings(_Section):
     max_concurrency: int = Field(default=5, ge=1, le=5)
     timeout_s: float = Field(default=60.0, gt=0)
     verify_tls: bool = True
+    # Pardot writes of one batch through ONE Import API upsert (by matchId) when at least this
+    # many prospects carry the same set of fields; fewer are PATCHed. 0 turns imports off.
+    import_min_rows: int = Field(default=50, ge=0)
+    # How long a batch waits for its import to complete; then its works retry later, asking
+    # first what became of the import (kept in the store). Keep it under `sync.lease_s`.
+    import_wait_s: float = Field(default=120.0, gt=0)
 
     @field_validator("base_url")
     @classmethod

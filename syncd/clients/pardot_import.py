@@ -59,6 +59,7 @@ import secrets
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal
 
 import httpx
@@ -66,12 +67,21 @@ import httpx
 from syncd import errors
 from syncd.clients import http
 from syncd.clients.pardot import SYSTEM, PardotClient, RawBody
+from syncd.domain.values import parse_datetime
 
 IMPORTS = "/api/v5/imports"  # UNCONFIRMED prefix, as in the simulator (not under /objects/)
 MATCH_COLUMNS = ("matchId", "matchEmail", "matchSalesforceId")
 MAX_BATCHES = 10
 MAX_BATCH_BYTES = 10 * 1024 * 1024 - 64 * 1024  # under 10 MB, with room for the envelope
-STATUS_FIELDS = ("id", "status", "isExpired", "createdCount", "updatedCount", "errorCount")
+STATUS_FIELDS = (
+    "id",
+    "status",
+    "isExpired",
+    "createdCount",
+    "updatedCount",
+    "errorCount",
+    "updatedAt",
+)
 ImportState = Literal["Open", "Waiting", "Processing", "Complete", "Failed"]
 _STATES = ("Open", "Waiting", "Processing", "Complete", "Failed")
 
@@ -111,6 +121,7 @@ class ImportStatus:
     created_count: int | None = None
     updated_count: int | None = None
     error_count: int | None = None
+    updated_at: datetime | None = None  # when Pardot last changed it (Complete: when it ended)
 
     @property
     def finished(self) -> bool:
@@ -213,9 +224,14 @@ class PardotImports:
         timeout_s: float,
         poll_interval_s: float = 5.0,
         max_polls: int | None = None,
+        max_poll_interval_s: float | None = None,
     ) -> ImportStatus:
         """Poll until Complete; `ImportIncompleteError` if Failed or still running at the deadline
-        (`timeout_s` from now, or after `max_polls` status reads, whichever comes first)."""
+        (`timeout_s` from now, or after `max_polls` status reads, whichever comes first).
+
+        With `max_poll_interval_s`, the pause between reads starts at `poll_interval_s` and
+        doubles up to it: a small import is seen complete soon, a long one costs few reads.
+        """
         deadline = time.monotonic() + timeout_s
         polls = 0
         while True:
@@ -234,6 +250,8 @@ class PardotImports:
                     "send again (an upsert by id of the same values)",
                 )
             await asyncio.sleep(poll_interval_s)
+            if max_poll_interval_s is not None:
+                poll_interval_s = min(poll_interval_s * 2, max(max_poll_interval_s, 0.0))
 
     async def errors(self, import_id: int) -> list[dict[str, str]]:
         """The refused rows: each the row's columns as sent plus `error`, Pardot's reason."""
@@ -453,6 +471,7 @@ def _status(answer: Mapping[str, Any]) -> ImportStatus:
         created_count=_count(answer, "createdCount"),
         updated_count=_count(answer, "updatedCount"),
         error_count=_count(answer, "errorCount"),
+        updated_at=parse_datetime(answer.get("updatedAt")),
     )
 
 

@@ -1,8 +1,12 @@
-"""`syncd status`: the queue, the feeds, API usage against the budget, and the live processes.
+"""`syncd status`: the queue, the feeds, API usage against the budget, the live processes, and
+the linked prospects in Pardot's recycle bin.
 
 Reads the store only (no API call): a readable table by default, `--json` for scripts. API
 usage per side is syncd's own calls in the last 24 hours (all processes on this database) against
-its share of the daily limit, and the org-wide usage the API last reported.
+its share of the daily limit, and the org-wide usage the API last reported. The recycle bin
+figure counts the links a sync found recycled (skipped, never an error; issue 15) and not yet
+restored: the text shows the count and the first few ids, `--json` the count and up to
+`RECYCLED_IDS_JSON` ids.
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ from syncd.runtime.snapshot import Snapshot, read_snapshot
 from syncd.settings import Settings
 from syncd.store import Store
 
+RECYCLED_IDS_TEXT = 5
+RECYCLED_IDS_JSON = 1000
+
 
 async def run(args: argparse.Namespace, settings: Settings) -> int:
     store = await open_existing_store(settings)
@@ -37,13 +44,22 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         await budget.sync()  # reads the shared 24-hour counts and org usage; nothing to add
         figures = budget.figures()
         login = await _login_failing(store, snap)
+        recycled = await recycle_bin(store)
     finally:
         await store.aclose()
     if getattr(args, "json", False):
-        print(json.dumps(status_json(snap, figures, login), indent=2))
+        print(json.dumps(status_json(snap, figures, login, recycled), indent=2))
     else:
-        render(snap, figures, Console(), login)
+        render(snap, figures, Console(), login, recycled)
     return 0
+
+
+async def recycle_bin(store: Store) -> dict[str, Any]:
+    """`{"count": n, "prospect_ids": [...]}`: linked prospects in Pardot's recycle bin (the
+    first `RECYCLED_IDS_JSON` ids, lowest first)."""
+    async with store.read() as tx:
+        count, ids = await store.links.recycled(tx, limit=RECYCLED_IDS_JSON)
+    return {"count": count, "prospect_ids": ids}
 
 
 async def _login_failing(store: Store, snap: Snapshot) -> dict[str, Any] | None:
@@ -55,11 +71,16 @@ async def _login_failing(store: Store, snap: Snapshot) -> dict[str, Any] | None:
 
 
 def status_json(
-    snap: Snapshot, figures: list[SideFigures], login: dict[str, Any] | None = None
+    snap: Snapshot,
+    figures: list[SideFigures],
+    login: dict[str, Any] | None = None,
+    recycled: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The whole status as a JSON-ready dict (`login_refused`: null, or the failing side)."""
+    """The whole status as a JSON-ready dict (`login_refused`: null, or the failing side;
+    `recycle_bin`: `recycle_bin()`, null when not read)."""
     out = snap.to_json()
     out["login_refused"] = login
+    out["recycle_bin"] = recycled
     out["api"] = {
         f.system: {
             "own_calls_24h": f.own_calls_24h,
@@ -110,8 +131,9 @@ def render(
     figures: list[SideFigures],
     console: Console,
     login: dict[str, Any] | None = None,
+    recycled: dict[str, Any] | None = None,
 ) -> None:
-    """Print the status as tables."""
+    """Print the status as tables (and the recycle bin line)."""
     q = snap.queue
     queue = Table(title="Queue", show_header=True, header_style="bold")
     for col in ("pending", "due now", "claimed", "errors", "expired leases", "oldest pending"):
@@ -175,3 +197,19 @@ def render(
     if not snap.processes:
         procs.add_row("(no syncd run has registered)", "", "", "", "", "", "")
     console.print(procs)
+
+    if recycled is not None:
+        console.print(recycle_bin_line(recycled))
+
+
+def recycle_bin_line(recycled: dict[str, Any]) -> str:
+    """One line: how many linked prospects are in Pardot's recycle bin, and the first ids."""
+    count = int(recycled.get("count") or 0)
+    if count == 0:
+        return "Pardot recycle bin: no linked prospect (none skipped)"
+    ids = [str(i) for i in recycled.get("prospect_ids", [])[:RECYCLED_IDS_TEXT]]
+    more = f", ... ({count - len(ids)} more)" if count > len(ids) else ""
+    return (
+        f"Pardot recycle bin: {count} linked prospect{'s' if count != 1 else ''} skipped "
+        f"until restored: {', '.join(ids)}{more}"
+    )

@@ -77,6 +77,7 @@ __all__ = [
     "Plan",
     "PlanError",
     "TaskSpec",
+    "creates_prospect",
     "mirror_value",
     "parse_task_marker",
     "reconcile",
@@ -524,6 +525,27 @@ def _crm_only_refusal(inp: ProspectInput, record: CrmRecord, config: SyncConfig)
     return None
 
 
+def _before_auto_create(record: CrmRecord, config: SyncConfig) -> bool:
+    since = parse_datetime(config.auto_create_since) if config.auto_create_since else None
+    created = parse_datetime(record.created_date)
+    return since is not None and created is not None and created < since
+
+
+def creates_prospect(inp: ProspectInput, config: SyncConfig) -> bool:
+    """True when `reconcile` would create a prospect for this CRM-only input.
+
+    The load stage asks it before reading what only such a record needs (the prospects in
+    Pardot's recycle bin with its email, the merge losers linked to prospects), so a quiet
+    batch pays for none of it. With those read, `reconcile` may still refuse.
+    """
+    record = inp.crm_record
+    if inp.prospect is not None or record is None:
+        return False
+    return _crm_only_refusal(inp, record, config) is None and not _before_auto_create(
+        record, config
+    )
+
+
 def _crm_only_plan(inp: ProspectInput, config: SyncConfig, directory: Directory) -> Plan:
     """A CRM change with no prospect: create one when auto-create is on (seed row 2)."""
     record = inp.crm_record
@@ -532,9 +554,7 @@ def _crm_only_plan(inp: ProspectInput, config: SyncConfig, directory: Directory)
     refused = _crm_only_refusal(inp, record, config)
     if refused is not None:
         return refused
-    since = parse_datetime(config.auto_create_since) if config.auto_create_since else None
-    created = parse_datetime(record.created_date)
-    if since is not None and created is not None and created < since:
+    if _before_auto_create(record, config):
         return _skip(
             None,
             "created before auto-create was turned on (not retroactive)",

@@ -6,7 +6,10 @@ plain delete. `read_merged` reads the missing records that way and follows each 
 by hop (a survivor may have been merged again), so the domain gets `ProspectInput.linked` (the
 deleted row) and `ProspectInput.survivor` (the live record at the end of the chain).
 `read_losers` answers the other way round, for a CRM-only record: which records were merged
-into it (their links follow it, so auto-create must not give it a prospect of its own).
+into it (their links follow it, so auto-create must not give it a prospect of its own), and
+`read_recycled` which prospects in Pardot's recycle bin hold its email (auto-create must not
+make a second one beside them); the load stage asks both only for records it would otherwise
+give a prospect (`domain.plan.creates_prospect`).
 `email_keys_to_check` / `email_owners` fill `ProspectInput.email_owners` from the store's links
 (an email change must not write an address another linked prospect holds).
 `count_life_cycle` is what `syncd preflight` reports: merge losers still in Salesforce's recycle
@@ -15,6 +18,7 @@ bin and prospects in Pardot's.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -34,6 +38,7 @@ __all__ = [
     "email_owners",
     "read_losers",
     "read_merged",
+    "read_recycled",
 ]
 
 RecordReader = Callable[[Mapping[str, Any], CrmType], CrmRecord]
@@ -152,6 +157,37 @@ async def read_losers(
                 master = raw.get("MasterRecordId")
                 if isinstance(master, str) and master:
                     out.setdefault(sf_id_key(master), []).append(str(raw["Id"]))
+    return out
+
+
+async def read_recycled(pardot: PardotClient, emails: Iterable[str]) -> dict[str, frozenset[int]]:
+    """For each email (keyed by `email_key`): the ids of the prospects with it that are in
+    Pardot's recycle bin (emails with none are absent).
+
+    One prospects query per distinct email (`email` filter, `deleted=all`, fields `id` and
+    `isDeleted`): the v5 reference documents the `email` filter with one value, so several
+    emails in one query would be a guess (UNCONFIRMED; CHOICE: one each, run side by side
+    within the client's concurrency cap). Only records about to get a prospect are asked.
+    """
+    wanted: dict[str, str] = {}
+    for raw in emails:
+        key = email_key(raw)
+        if key and key not in wanted:
+            wanted[key] = raw.strip()
+
+    async def one(key: str, email: str) -> tuple[str, frozenset[int]]:
+        rows = await pardot.find_prospects_by_email(
+            email, ["id", "isDeleted"], include_deleted=True
+        )
+        return key, frozenset(int(r["id"]) for r in rows if r.get("isDeleted") is True)
+
+    found = await asyncio.gather(*(one(k, e) for k, e in wanted.items()), return_exceptions=True)
+    out: dict[str, frozenset[int]] = {}
+    for result in found:
+        if isinstance(result, BaseException):
+            raise result  # the first failure; the others were awaited, none left running
+        if result[1]:
+            out[result[0]] = result[1]
     return out
 
 

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, and_, bindparam, delete, or_, select, tuple_, update
+from sqlalchemy import Row, bindparam, delete, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from syncd.store.models import Activity
@@ -28,7 +28,12 @@ ActivityKey = tuple[int, str]  # (Pardot email id, CRM record id)
 PENDING = "pending"
 DONE = "done"
 _CHUNK = 2000
-_INSERT_CHUNK = 500  # rows per multi-row INSERT (8 parameters a row: well under the limits)
+# Pairs per `(email_id, crm_id) IN (...)` statement: two bound values a pair, kept under the
+# 999 variables of older SQLite builds. Row values, never an OR chain: SQLite refuses an
+# expression tree deeper than 1000 ("Expression tree is too large"), which a batch of a
+# thousand prospects with their emails reaches.
+_PAIR_CHUNK = 400
+_INSERT_CHUNK = 100  # rows per multi-row INSERT: 8 bound values a row, under those 999 too
 
 
 def _activity(row: Row[Any]) -> Activity:
@@ -104,11 +109,11 @@ class ActivityRepo:
         """Hold pending pairs whose hold has run out; returns the pairs this call now holds."""
         taken: list[ActivityKey] = []
         pairs = sorted(set(keys))
-        for start in range(0, len(pairs), _CHUNK):
+        for start in range(0, len(pairs), _PAIR_CHUNK):
             stmt = (
                 update(act)
                 .where(
-                    tuple_(act.c.email_id, act.c.crm_id).in_(pairs[start : start + _CHUNK]),
+                    tuple_(act.c.email_id, act.c.crm_id).in_(pairs[start : start + _PAIR_CHUNK]),
                     act.c.state == PENDING,
                     or_(act.c.held_until.is_(None), act.c.held_until <= now),
                 )
@@ -124,14 +129,16 @@ class ActivityRepo:
         """End the hold on pending pairs (a create whose outcome is unknown): the next attempt,
         by any worker, takes them over and searches the CRM before creating."""
         pairs = sorted(set(keys))
-        if not pairs:
-            return 0
-        stmt = (
-            update(act)
-            .where(tuple_(act.c.email_id, act.c.crm_id).in_(pairs), act.c.state == PENDING)
-            .values(held_until=now)
-        )
-        return int((await tx.execute(stmt)).rowcount)
+        total = 0
+        for start in range(0, len(pairs), _PAIR_CHUNK):
+            part = pairs[start : start + _PAIR_CHUNK]
+            stmt = (
+                update(act)
+                .where(tuple_(act.c.email_id, act.c.crm_id).in_(part), act.c.state == PENDING)
+                .values(held_until=now)
+            )
+            total += int((await tx.execute(stmt)).rowcount)
+        return total
 
     async def mark_done(
         self, tx: AsyncConnection, done: Iterable[tuple[ActivityKey, str]], *, now: datetime
@@ -153,9 +160,9 @@ class ActivityRepo:
         """Drop pending reservations whose Task was certainly not created (a refused create)."""
         pairs = sorted(set(keys))
         total = 0
-        for start in range(0, len(pairs), _CHUNK):
+        for start in range(0, len(pairs), _PAIR_CHUNK):
             stmt = delete(act).where(
-                tuple_(act.c.email_id, act.c.crm_id).in_(pairs[start : start + _CHUNK]),
+                tuple_(act.c.email_id, act.c.crm_id).in_(pairs[start : start + _PAIR_CHUNK]),
                 act.c.state == PENDING,
             )
             total += (await tx.execute(stmt)).rowcount
@@ -166,9 +173,9 @@ class ActivityRepo:
     ) -> dict[ActivityKey, Activity]:
         """The known records among these pairs."""
         out: dict[ActivityKey, Activity] = {}
-        for start in range(0, len(keys), _CHUNK):
-            part = keys[start : start + _CHUNK]
-            cond = or_(*(and_(act.c.email_id == e, act.c.crm_id == c) for e, c in part))
+        pairs = sorted(set(keys))
+        for start in range(0, len(pairs), _PAIR_CHUNK):
+            cond = tuple_(act.c.email_id, act.c.crm_id).in_(pairs[start : start + _PAIR_CHUNK])
             for r in (await tx.execute(select(act).where(cond))).all():
                 out[(r.email_id, r.crm_id)] = _activity(r)
         return out

@@ -53,6 +53,12 @@ class KvRepo:
             out.update((r.key, r.value) for r in (await tx.execute(stmt)).all())
         return out
 
+    async def with_prefix(self, tx: AsyncConnection, prefix: str) -> dict[str, Any]:
+        """Every key starting with `prefix` (matched literally), with its value."""
+        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        stmt = select(kv.c.key, kv.c.value).where(kv.c.key.like(escaped + "%", escape="\\"))
+        return {row.key: row.value for row in await tx.execute(stmt)}
+
     async def get_with_time(self, tx: AsyncConnection, key: str) -> tuple[Any, datetime] | None:
         """The value and when it was set, or None."""
         row = (await tx.execute(select(kv.c.value, kv.c.updated_at).where(kv.c.key == key))).first()

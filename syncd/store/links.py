@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, select, update
+from sqlalchemy import Row, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from syncd.store.models import Link
@@ -31,6 +31,7 @@ def _link(row: Row[Any]) -> Link:
         base=row.base or {},
         synced_at=row.synced_at,
         crm_deleted=bool(row.crm_deleted),
+        recycled_at=row.recycled_at,
     )
 
 
@@ -89,6 +90,7 @@ class LinkRepo:
                 "email": _norm_email(link.email),
                 "base": dict(link.base),
                 "crm_deleted": link.crm_deleted,
+                "recycled_at": link.recycled_at,
                 "synced_at": link.synced_at,
                 "created_at": now,
                 "updated_at": now,
@@ -98,7 +100,16 @@ class LinkRepo:
         if not rows:
             return 0
         ins = insert_for(self._dialect, lk)
-        names = ("crm_type", "crm_id", "email", "base", "crm_deleted", "synced_at", "updated_at")
+        names = (
+            "crm_type",
+            "crm_id",
+            "email",
+            "base",
+            "crm_deleted",
+            "recycled_at",
+            "synced_at",
+            "updated_at",
+        )
         stmt = ins.on_conflict_do_update(
             index_elements=[lk.c.prospect_id], set_={k: ins.excluded[k] for k in names}
         )
@@ -146,6 +157,16 @@ class LinkRepo:
         for part in _chunks(sorted(set(prospect_ids))):
             total += (await tx.execute(delete(lk).where(lk.c.prospect_id.in_(part)))).rowcount
         return total
+
+    async def recycled(self, tx: AsyncConnection, *, limit: int) -> tuple[int, list[int]]:
+        """How many linked prospects are in Pardot's recycle bin (`recycled_at` set), and the
+        first `limit` of their ids (by id)."""
+        where = lk.c.recycled_at.is_not(None)
+        total = (await tx.execute(select(func.count()).select_from(lk).where(where))).scalar()
+        rows = await tx.execute(
+            select(lk.c.prospect_id).where(where).order_by(lk.c.prospect_id).limit(limit)
+        )
+        return int(total or 0), [int(r.prospect_id) for r in rows]
 
     async def live(self, tx: AsyncConnection, *, limit: int) -> list[tuple[int, str]]:
         """Up to `limit` (prospect id, CRM id) pairs of live links (not `crm_deleted`), by

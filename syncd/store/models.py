@@ -187,7 +187,9 @@ class Link:
     """A prospect's pairing with a CRM Lead or Contact, and the merge base.
 
     `base` maps each synced field to its last-synced value (the common ancestor of the
-    three-way merge). `email` is stored lower-cased for lookup.
+    three-way merge). `email` is stored lower-cased for lookup. `recycled_at`: since when the
+    prospect is known to be in Pardot's recycle bin (None: it is not); a link written without
+    it (the prospect synced again) clears it.
     """
 
     prospect_id: int
@@ -197,6 +199,7 @@ class Link:
     base: Mapping[str, Any]
     synced_at: datetime
     crm_deleted: bool = False
+    recycled_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

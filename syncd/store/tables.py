@@ -156,10 +156,19 @@ links = Table(
     Column("synced_at", UTCDateTime, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    # Set while the prospect is in Pardot's recycle bin (found there by a sync, or sent there
+    # under crm_delete_action = recycle); cleared when it syncs again (migration 0003).
+    Column("recycled_at", UTCDateTime),
     CheckConstraint("crm_type IN ('Lead', 'Contact')", name="crm_type"),
     # Not unique: Pardot may hold two prospects with one email that match one CRM record.
     Index("ix_links_crm_id", "crm_id"),
     Index("ix_links_email", "email"),
+    Index(
+        "ix_links_recycled",
+        "prospect_id",
+        sqlite_where=text("recycled_at IS NOT NULL"),
+        postgresql_where=text("recycled_at IS NOT NULL"),
+    ),
 )
 
 activities_synced = Table(

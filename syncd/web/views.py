@@ -18,7 +18,7 @@ from pydantic import SecretStr
 
 from syncd.commands.errors import item_dict
 from syncd.commands.history import line_dict
-from syncd.commands.status import status_json
+from syncd.commands.status import recycle_bin, status_json
 from syncd.domain.fieldmap import FieldMap
 from syncd.runtime.budget import ApiBudget
 from syncd.runtime.login import LOGIN_FAILING_KV
@@ -81,7 +81,7 @@ async def status(ctx: ConsoleContext) -> dict[str, Any]:
         store=ctx.store,
     )
     await budget.sync()
-    doc = status_json(snap, budget.figures())
+    doc = status_json(snap, budget.figures(), recycled=await recycle_bin(ctx.store))
     async with ctx.store.read() as tx:
         doc["paused"] = await ctx.store.control.paused(tx)
     return doc

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from syncd import errors
@@ -127,6 +128,9 @@ class Pipeline:
             email_activities=self.rt.config.email_activities,
             jitter=random.random,
         )
+        done = self.applier.pardot_writes.done
+        if done:
+            out = replace(out, imports_done=settling.imports_done(done, works))
         settling.count(self.stats, works, out)
         await settling.write(self.rt.store, out, worker_id=self.worker_id, now=now)
         paused = next((w.paused for w in works if w.paused is not None), None)

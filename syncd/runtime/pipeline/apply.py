@@ -3,13 +3,13 @@
 Lead creates first (sObject Collections of 200, exactly once: a create whose answer was lost is
 re-matched by email, never blindly resent), then each new Lead's follow-up plan, prospect
 creates, CRM updates (`update_many`), email Tasks (`syncd.runtime.pipeline.tasks`), Pardot
-updates (concurrently, within `pardot.max_concurrency`). Every step takes the works still ok and
-advances them on a `Board`; a failure fails only its works, a spent budget pauses them.
+updates (`pardot_writes`: PATCHes within `pardot.max_concurrency`, or one Import API upsert
+when a batch has many). Every step takes the works still ok and advances them on a `Board`; a
+failure fails only its works, a spent budget pauses them.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,7 +27,7 @@ from syncd.domain.models import (
     thaw,
 )
 from syncd.domain.plan import reconcile
-from syncd.domain.values import parse_datetime
+from syncd.runtime.pipeline.pardot_writes import PardotWriter, Update
 from syncd.runtime.pipeline.settle import stored_link
 from syncd.runtime.pipeline.stages import Board, RunStats, Status, result_error
 from syncd.runtime.pipeline.tasks import TaskLogger
@@ -45,6 +45,7 @@ class Applier:
         self.rt = rt
         self.stats = stats
         self.tasks = TaskLogger(rt, stats, worker_id)
+        self.pardot_writes = PardotWriter(rt, stats)
 
     async def apply(self, board: Board, directory: Directory) -> None:
         """Advance every DECIDED work of `board` to APPLIED (or FAILED / PAUSED).
@@ -65,6 +66,7 @@ class Applier:
         await self._create_leads(board, todo(LinkAction.CREATE_LEAD), directory)
         await self._create_prospects(board, todo(LinkAction.CREATE_PROSPECT))
         await self._recycle_prospects(board, todo(LinkAction.RECYCLE_PROSPECT))
+        self.pardot_writes.done = {}
         await self._update_crm(board, todo())
         await self.tasks.log(board, todo(), directory)
         await self._update_pardot(board, todo())
@@ -299,26 +301,8 @@ class Applier:
                     board.fail(i, result_error(result))
 
     async def _update_pardot(self, board: Board, idx: Sequence[int]) -> None:
-        """Prospect updates, concurrently (the client caps concurrency at Pardot's limit)."""
-
-        async def one(i: int, prospect_id: int, data: dict[str, Any]) -> None:
-            try:
-                # The budget is checked per call: one batch may hold hundreds of updates.
-                self.rt.budget.check("pardot")
-                answer = await self.rt.pardot.update_prospect(
-                    prospect_id, data, ("id", "updatedAt")
-                )
-            except errors.BudgetExhaustedError as signal:
-                board.pause(i, signal)  # the other updates in flight finish; this one waits
-                return
-            except errors.APIError as exc:
-                board.fail(i, exc)
-                return
-            self.stats.pardot_fields += len(data)
-            stamp = parse_datetime(answer.get("updatedAt")) if answer else None
-            board.set(i, pardot_updated_at=stamp)
-
-        jobs = []
+        """Prospect updates: PATCHes, or one import for many (`pardot_writes.PardotWriter`)."""
+        updates: list[Update] = []
         for i in idx:
             w = board[i]
             if w.prospect_id is None or w.plan is None:
@@ -328,9 +312,8 @@ class Applier:
                 if plan is not None and plan.pardot_update:
                     data.update(plan.pardot_update)
             if data:
-                jobs.append(one(i, w.prospect_id, data))
-        if jobs:
-            await asyncio.gather(*jobs)
+                updates.append(Update(i, w.prospect_id, data))
+        await self.pardot_writes.write(board, updates)
         paused = [i for i in idx if board[i].paused is not None]
         if paused:
             log.warning("pardot_budget_exhausted_mid_batch", items=len(paused))

@@ -19,9 +19,16 @@ from syncd.clients.prospects import prospect_from
 from syncd.clients.records import CrmRecords, record_from
 from syncd.domain.match import email_key
 from syncd.domain.models import CrmRecord, Prospect, ProspectInput, SentEmail, sf_id_key
-from syncd.domain.plan import mirror_value
+from syncd.domain.plan import creates_prospect, mirror_value
 from syncd.domain.values import parse_datetime
-from syncd.runtime.lifecycle import MergeRead, email_keys_to_check, email_owners, read_merged
+from syncd.runtime.lifecycle import (
+    MergeRead,
+    email_keys_to_check,
+    email_owners,
+    read_losers,
+    read_merged,
+    read_recycled,
+)
 from syncd.runtime.pipeline.stages import Status, Work, domain_link, echo_stamp
 from syncd.runtime.wiring import Runtime
 from syncd.store.models import Link as StoredLink
@@ -408,4 +415,55 @@ class Loader:
                     record = view.by_id.get(sf_id_key(w.crm_id))
                     inp = ProspectInput(prospect=None, link=None, linked=None, crm_record=record)
             out.append(w.but(inp=inp, status=Status.LOADED) if w.ok else w)
+        return await self._crm_only_life_cycle(out)
+
+    async def _crm_only_life_cycle(self, works: list[Work]) -> list[Work]:
+        """For CRM-only works that would get a new prospect: the prospects in Pardot's recycle
+        bin with the record's email, and the prospects linked to records merged into it
+        (`ProspectInput.recycled_prospect_ids` / `merged_prospect_ids`: either refuses the
+        create). Read only for those works, in one batch (one `queryAll` per object, one
+        prospects query per email); a failed read fails those works alone (retried later)."""
+        todo: dict[int, tuple[ProspectInput, CrmRecord]] = {}
+        for i, w in enumerate(works):
+            inp = w.inp
+            if not (w.ok and w.prospect is None and inp is not None and inp.crm_record):
+                continue
+            if creates_prospect(inp, self.rt.config):
+                todo[i] = (inp, inp.crm_record)
+        if not todo:
+            return works
+        records = [record for _, record in todo.values()]
+        read = await asyncio.gather(
+            read_losers(self.rt.salesforce, [r.id for r in records]),
+            read_recycled(self.rt.pardot, [r.email or "" for r in records]),
+            return_exceptions=True,  # both finish: no read left running unobserved
+        )
+        losers, recycled = read
+        for result in read:
+            if isinstance(result, errors.APIError):
+                return [w.failed(result) if i in todo else w for i, w in enumerate(works)]
+            if isinstance(result, BaseException):
+                raise result  # a spent budget, a bug: as any other read in this stage
+        assert isinstance(losers, dict) and isinstance(recycled, dict)
+        loser_ids = [loser for found in losers.values() for loser in found]
+        links: dict[str, list[StoredLink]] = {}
+        if loser_ids:
+            async with self.rt.store.read() as tx:
+                links = await self.rt.store.links.by_crm_ids(tx, loser_ids)
+        by_loser = {sf_id_key(crm_id): found for crm_id, found in links.items()}
+        out = list(works)
+        for i, (inp, record) in todo.items():
+            merged = {
+                link.prospect_id
+                for loser in losers.get(sf_id_key(record.id), [])
+                for link in by_loser.get(sf_id_key(loser), [])
+            }
+            key = email_key(record.email)
+            out[i] = works[i].but(
+                inp=replace(
+                    inp,
+                    recycled_prospect_ids=recycled.get(key, frozenset()) if key else frozenset(),
+                    merged_prospect_ids=frozenset(merged),
+                )
+            )
         return out

@@ -9,13 +9,14 @@ the whole `Settlement` in one store transaction.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from syncd import errors, logs
 from syncd.domain import echo
 from syncd.domain import retry as retry_rules
 from syncd.domain.models import Link, LinkAction, same_sf_id, sf_id_key, thaw
+from syncd.runtime.pipeline import pardot_writes
 from syncd.runtime.pipeline.stages import SYNC_META, RunStats, Work, domain_link
 from syncd.store import Store
 from syncd.store.models import AuditLine, NewItem, QueueItem
@@ -58,6 +59,8 @@ class Settlement:
     fail: tuple[tuple[QueueItem, errors.APIError], ...] = ()
     requeue: tuple[NewItem, ...] = ()
     emails: Mapping[int, frozenset[int] | None] = field(default_factory=dict)  # None: drop all
+    # Pardot imports whose rows this batch settled (`pardot_writes.forget`, same transaction).
+    imports_done: pardot_writes.ImportsDone = field(default_factory=dict)
 
 
 def error_text(exc: errors.APIError) -> tuple[str, str]:
@@ -131,7 +134,14 @@ def same_link(a: StoredLink, b: StoredLink) -> bool:
         and sf_id_key(a.crm_id) == sf_id_key(b.crm_id)
         and base(a) == base(b)
         and a.crm_deleted == b.crm_deleted
+        and (a.recycled_at is None) == (b.recycled_at is None)
     )
+
+
+def recycled_link(current: StoredLink, now: datetime) -> StoredLink | None:
+    """`current` marked as in Pardot's recycle bin since `now` (None: already marked), for
+    `syncd status`; the next link written without the mark (it synced again) clears it."""
+    return None if current.recycled_at is not None else replace(current, recycled_at=now)
 
 
 def final_link(w: Work, now: datetime) -> StoredLink | None:
@@ -139,9 +149,11 @@ def final_link(w: Work, now: datetime) -> StoredLink | None:
     plan = w.followup or w.plan
     if plan is None or w.prospect is None:
         return w.link_to_store
+    if w.prospect.is_deleted and w.stored_link is not None:
+        return recycled_link(w.stored_link, now)  # skipped: in Pardot's recycle bin
     if plan.action in DELETING and plan.crm_id and plan.crm_type:
         current = w.stored_link
-        return stored_link(
+        deleted = stored_link(
             Link(
                 prospect_id=w.prospect.id,
                 crm_type=plan.crm_type,
@@ -152,6 +164,9 @@ def final_link(w: Work, now: datetime) -> StoredLink | None:
             w,
             now,
         )
+        if plan.action is LinkAction.RECYCLE_PROSPECT:  # sent to the recycle bin just now
+            deleted = replace(deleted, recycled_at=now)
+        return deleted
     target = plan.crm_id or w.created_id
     if not (plan.action in LINKING and target and plan.crm_type and plan.new_base is not None):
         return w.link_to_store
@@ -327,6 +342,23 @@ def settle(
     )
 
 
+def imports_done(
+    done: Mapping[int, set[int] | None], works: Sequence[Work]
+) -> dict[int, frozenset[int] | None]:
+    """The remembered imports' prospects this batch settles: not those given back to the queue
+    (paused, or a refused login), whose retry must still ask what became of their import.
+    None: the import applied nothing, forget it whole."""
+    back = {
+        w.prospect_id
+        for w in works
+        if w.paused is not None or isinstance(w.error, errors.AuthError)
+    }
+    return {
+        n: None if pids is None else frozenset(p for p in pids if p not in back)
+        for n, pids in done.items()
+    }
+
+
 def count(stats: RunStats, works: Sequence[Work], out: Settlement) -> None:
     """Add a settled batch to the run's counters."""
     for w in works:
@@ -388,5 +420,7 @@ async def write(store: Store, out: Settlement, *, worker_id: str, now: datetime)
             )
         if out.requeue:
             await store.queue.enqueue(tx, list(out.requeue), now=now)
+        if out.imports_done:
+            await pardot_writes.forget(store, tx, out.imports_done, now=now)
     for item, exc in out.fail:
         log.warning("item_failed", item_id=item.id, key=item.key, code=exc.code, system=exc.system)

@@ -48,7 +48,11 @@ Prospect writes
     * `POST /prospects?fields=` creates (201, `Location`, the requested fields; CHOICE: without
       `fields` the body is `{"id": n}`). `email` is required (400 code 153) and must be a valid
       address (400 code 4). With the seed key `ampsea: false`, a second prospect with the same
-      email is refused (400 code 54); by default (AMPSEA on) duplicates are allowed.
+      email is refused (400 code 54); by default (AMPSEA on) duplicates are allowed. A create
+      (or an upsert that would create) whose email only prospects in the recycle bin hold is
+      refused, AMPSEA or not: 400 code 54 naming them (UNCONFIRMED, CHOICE: strict; the real
+      API keeps deleted prospects behind `do/undelete` and `secondaryDeletedSearch`, and what a
+      plain create does beside one is undocumented).
     * `PATCH /prospects/{id}?fields=` updates: 200 with the requested fields, 204 without `fields`.
     * `POST /prospects/do/upsertLatestByEmail` with `{"matchEmail", "prospect", "fields",
       "secondaryDeletedSearch"?}` updates the most recently updated live prospect with that email

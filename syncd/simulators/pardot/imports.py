@@ -53,6 +53,9 @@ CSV and matching
       a matching prospect isn't found"), else an error row; a prospect in the recycle bin is
       restored only with `restoreDeleted`, else an error row [DOC4]. `matchEmail` matches the
       most recently updated live prospect with that email (as upsertLatestByEmail, CHOICE).
+    * Un-assigning is refused [DOC: "Un-assigning prospects is NOT supported through Import"]:
+      a row with a blank `userId` or `salesforceOwnerId` is an error row (CHOICE: refused rather
+      than ignored, the strict reading; the real answer is undocumented, UNCONFIRMED).
     * An empty value sets the field to null [DOC4: "including blank (null) values, overwrite
       existing values"]. Numbers are decimal integers; booleans `true`/`false`/`1`/`0` (CHOICE).
       A row whose values the prospect write rules refuse (invalid email, unknown userId, both
@@ -381,6 +384,8 @@ class ImportApi(WriteApi):
             raise ApiError(400, 154, "Only one match value can be set per record")
         data = {name: self._csv_value(name, text) for name, text in row.items()}
         data = {k: v for k, v in data.items() if k not in MATCH_COLUMNS}
+        if any(k in data and data[k] is None for k in ("userId", "salesforceOwnerId")):
+            raise ApiError(400, 154, "Un-assigning prospects is not supported through Import")
         target = self._match(imp, matches[0]) if matches else None
         if target is None:
             if matches and not imp.create_on_no_match:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from typing import Any
 
 from starlette.requests import Request
@@ -67,6 +68,7 @@ class PardotSimulator(ImportApi):
         self.tokens = tokens if tokens is not None else TokenRegistry(clock)
         self.counters = Counters()
         self._written = written.WrittenCounter()
+        self.prospect_writes = Counter()
         self.business_unit_id: str = str(seed.get("business_unit_id") or DEFAULT_BUSINESS_UNIT_ID)
         self.daily_api_limit: int = int(seed.get("daily_api_limit", 25_000))
         self.max_concurrency: int = int(seed.get("max_concurrency", 5))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from typing import Any
 
 from starlette.requests import Request
@@ -30,6 +31,8 @@ from syncd.simulators.pardot.wire import (
 
 class WriteApi(QueryApi):
     """Prospect writes, refused whole on any bad property; every attempt counted per field."""
+
+    prospect_writes: Counter[int]  # per prospect id, the writes applied to it (tests read it)
 
     def written(self) -> dict[str, dict[str, int]]:
         """Per object, how many write attempts carried each field (refused ones included)."""
@@ -125,11 +128,35 @@ class WriteApi(QueryApi):
         self.prospects_table.insert(row)
         return row
 
+    def _refuse_recycled_email(self, email: str) -> None:
+        """A new prospect whose email only a prospect in the recycle bin holds is refused.
+
+        UNCONFIRMED: what the real v5 API does here. The v5 reference gives deleted prospects
+        their own operations (`do/undelete`, and `secondaryDeletedSearch` on the upsert), so a
+        plain create or upsert does not reach into the recycle bin; whether it then makes a
+        second prospect beside the deleted one or refuses is undocumented. CHOICE (strict):
+        refused, with or without AMPSEA: 400 code 54 naming the recycle bin. A client must
+        look in the recycle bin first and leave the marketer's delete alone, or undelete.
+        """
+        table = self.prospects_table
+        ids = table.by_email.get(email.lower(), set())
+        rows = [table.rows[i] for i in ids]
+        if rows and all(r["isDeleted"] for r in rows):
+            raise ApiError(
+                400,
+                54,
+                "Email address is already in use by a prospect in the recycle bin "
+                f"({', '.join(str(r['id']) for r in sorted(rows, key=lambda r: r['id']))}); "
+                "undelete it instead",
+            )
+
     def _create(self, request: Request, data: dict[str, Any], actor: int | None) -> _Answer:
         fields = self._fields(PROSPECTS, request.query_params.get("fields"), required=False)
         if not data.get("email"):
             raise ApiError(400, 153, "Missing required property in request: email")
-        row = self._new_prospect(self._write_values(data, None), actor)
+        values = self._write_values(data, None)
+        self._refuse_recycled_email(values["email"])
+        row = self._new_prospect(values, actor)
         return self._created(row, fields)
 
     def _created(self, row: dict[str, Any], fields: list[str]) -> _Answer:
@@ -139,6 +166,7 @@ class WriteApi(QueryApi):
 
     def _apply_update(self, row: dict[str, Any], values: dict[str, Any], actor: int | None) -> None:
         values = dict(values)
+        self.prospect_writes[row["id"]] += 1  # applied writes per prospect (PATCH, import row...)
         values["updatedAt"] = max(_epoch(self.clock()), row["updatedAt"])
         if actor is not None:
             values["updatedById"] = actor
@@ -227,7 +255,7 @@ class WriteApi(QueryApi):
             self._apply_update(row, values, actor)
             body = self._render(PROSPECTS, row, fields) if fields else {"id": row["id"]}
             return _Answer(200, body)
-        created = self._new_prospect(
-            self._write_values({"email": match_email, **prospect}, None), actor
-        )
+        values = self._write_values({"email": match_email, **prospect}, None)
+        self._refuse_recycled_email(values["email"])
+        created = self._new_prospect(values, actor)
         return self._created(created, fields)

@@ -84,3 +84,16 @@ async def test_two_concurrent_reservations_one_winner(db_url: str) -> None:
         await a.aclose()
         await b.aclose()
     assert sorted(len(r) for r in results) == [0, 1]
+
+
+async def test_a_batch_of_thousands_of_pairs_is_read_and_let_go(store: Store) -> None:
+    """A batch of 1,000 prospects with their emails asks for thousands of pairs at once; SQLite
+    refuses an OR chain that long ("Expression tree is too large"), so the store must not
+    build one (found by the 50,000-prospect bench, where every batch failed until retried)."""
+    pairs = [(9000 + n, f"003{n:012d}AAA") for n in range(2500)]
+    async with store.transaction() as tx:
+        assert len(await store.activities.reserve(tx, pairs, now=at(0), hold_until=at(300))) == 2500
+    async with store.transaction() as tx:
+        found = await store.activities.get(tx, pairs)
+        assert set(found) == set(pairs)
+        assert await store.activities.let_go(tx, pairs, now=at(5)) == 2500

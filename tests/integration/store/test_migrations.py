@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 import pytest
 from alembic import command
@@ -107,4 +108,38 @@ def test_scripts_are_found_as_a_package_resource() -> None:
     location = migrate.script_location()
     assert (location / "env.py").is_file()
     assert (location / "script.py.mako").is_file()
-    assert migrate.head() == "0002_console"
+    assert migrate.head() == "0003_recycled"
+
+
+async def test_0003_keeps_the_links_of_a_0002_database(db_url: str) -> None:
+    """A database at 0002 with links: 0003 adds `recycled_at` (empty) and keeps every row."""
+    engine = create_engine(db_url)
+
+    def to(revision: str) -> Callable[[Connection], None]:
+        def run(conn: Connection) -> None:
+            cfg = migrate.alembic_config()
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
+
+        return run
+
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(to("0002_console"))
+            await conn.exec_driver_sql(
+                "INSERT INTO links (prospect_id, crm_type, crm_id, email, base, crm_deleted,"
+                " synced_at, created_at, updated_at) VALUES (7, 'Lead', '00Q000000000001AAA',"
+                " 'a@x.io', '{}', false, '2026-12-01 00:00:00+00:00',"
+                " '2026-12-01 00:00:00+00:00', '2026-12-01 00:00:00+00:00')"
+            )
+    finally:
+        await engine.dispose()
+    assert await migrate.upgrade(db_url) == ("0002_console", migrate.head())
+    store = await Store.open(db_url)
+    try:
+        async with store.read() as tx:
+            links = await store.links.by_prospect_ids(tx, [7])
+            assert await store.links.recycled(tx, limit=5) == (0, [])
+    finally:
+        await store.aclose()
+    assert links[7].crm_id == "00Q000000000001AAA" and links[7].recycled_at is None

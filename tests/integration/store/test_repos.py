@@ -73,6 +73,21 @@ async def test_converted_lead_moves_the_link_and_deleted_records_are_marked(stor
     assert links[2].crm_deleted is True
 
 
+async def test_recycled_links_are_counted_and_a_plain_write_clears_the_mark(store: Store) -> None:
+    async with store.transaction() as tx:
+        await store.links.upsert_many(
+            tx,
+            [link(pid, LEAD, f"{pid}@x.io", recycled_at=at(pid)) for pid in (4, 2, 3)]
+            + [link(1, CONTACT, "1@x.io")],
+            now=T0,
+        )
+        assert await store.links.recycled(tx, limit=2) == (3, [2, 3])
+        await store.links.upsert_many(tx, [link(2, LEAD, "2@x.io")], now=at(9))  # synced again
+        assert await store.links.recycled(tx, limit=10) == (2, [3, 4])
+        got = await store.links.by_prospect_ids(tx, [3])
+    assert got[3].recycled_at == at(3)
+
+
 async def test_email_activities_are_reserved_once(store: Store) -> None:
     async with store.transaction() as tx:
         new = await store.activities.reserve(

@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 
 from syncd import errors
-from syncd.commands.status import status_json
+from syncd.commands.status import recycle_bin, status_json
 from syncd.runtime.budget import ApiBudget
 from syncd.runtime.control import raise_if_paused
 from syncd.runtime.snapshot import read_snapshot
 from syncd.settings import Settings
-from syncd.store import AuditLine, State
+from syncd.store import AuditLine, Link, State
 
 from .conftest import ADMIN, NOW, VIEWER, Console
 
@@ -89,7 +89,8 @@ async def test_api_status_is_syncd_status_json(console: Make) -> None:
         store=c.store,
     )
     await budget.sync()
-    want = json.loads(json.dumps(status_json(snap, budget.figures())))
+    recycled = await recycle_bin(c.store)
+    want = json.loads(json.dumps(status_json(snap, budget.figures(), recycled=recycled)))
     assert got.pop("paused") == {}
     assert got == want
     assert got["queue"]["error"] == 3
@@ -97,6 +98,25 @@ async def test_api_status_is_syncd_status_json(console: Make) -> None:
     page = await c.client.get("/")
     assert '<span class="n" data-k="queue.error">3</span>' in page.text
     assert '<span class="n" data-k="queue.pending">1</span>' in page.text
+
+
+async def test_overview_shows_the_linked_prospects_in_the_recycle_bin(console: Make) -> None:
+    c: Console = await console()
+    async with c.store.transaction() as tx:
+        await c.store.links.upsert_many(
+            tx,
+            [
+                Link(prospect_id=pid, crm_type="Lead", crm_id=f"00Q00000000000{pid}AAA",
+                     email=None, base={}, synced_at=NOW, recycled_at=NOW if pid > 1 else None)
+                for pid in range(1, 9)
+            ],
+            now=NOW,
+        )  # fmt: skip
+    got = (await c.client.get("/api/status")).json()["recycle_bin"]
+    assert got == {"count": 7, "prospect_ids": [2, 3, 4, 5, 6, 7, 8]}
+    page = (await c.client.get("/")).text
+    assert '<span class="n" data-k="recycle_bin.count">7</span>' in page
+    assert "recycle bin: 2, 3, 4, 5, 6, ..." in page
 
 
 async def test_errors_are_grouped_by_code_with_the_message(console: Make) -> None:

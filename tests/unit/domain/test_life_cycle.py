@@ -16,7 +16,7 @@ from syncd.domain.fieldmap import FieldMap, FieldRule
 from syncd.domain.match import merge_survivor
 from syncd.domain.merge import MISSING, merge_field
 from syncd.domain.models import CrmType, LinkAction, Policy, ProspectInput, SyncConfig
-from syncd.domain.plan import EMAIL_IN_USE
+from syncd.domain.plan import EMAIL_IN_USE, creates_prospect
 
 from . import (
     CONFIG,
@@ -384,6 +384,28 @@ def test_auto_create_never_re_creates_a_recycled_prospect(
     if action is LinkAction.SKIP:
         assert plan.skip_reason is not None and "recycle bin" in plan.skip_reason
         assert plan.pardot_create is None
+
+
+@pytest.mark.parametrize(
+    ("inp", "auto_create", "creates"),
+    [
+        pytest.param(dict(crm_record=lead(3)), True, True, id="would-create"),
+        pytest.param(dict(crm_record=lead(3)), False, False, id="auto-create-off"),
+        pytest.param(dict(crm_record=None), True, False, id="no-record"),
+        pytest.param(dict(crm_record=replace(lead(3), email=" ")), True, False, id="no-email"),
+        pytest.param(
+            dict(crm_record=lead(3), merged_prospect_ids={1001}), True, False, id="merged"
+        ),
+    ],
+)
+def test_creates_prospect_is_what_reconcile_does(
+    inp: dict[str, Any], auto_create: bool, creates: bool
+) -> None:
+    """The load stage reads the recycle bin and merge losers only where this says yes."""
+    config = replace(CONFIG, auto_create_prospects=auto_create)
+    full = ProspectInput(prospect=None, link=None, linked=None, **inp)
+    assert creates_prospect(full, config) is creates
+    assert (run(full, config=config).action is LinkAction.CREATE_PROSPECT) is creates
 
 
 # --- opt-outs: opt_out_wins ------------------------------------------------------------------

@@ -21,6 +21,7 @@ from syncd.runtime.lifecycle import (
     email_owners,
     read_losers,
     read_merged,
+    read_recycled,
 )
 from syncd.runtime.pipeline import prospect_from, record_from
 from syncd.settings import SalesforceSettings
@@ -181,6 +182,34 @@ async def test_email_owners_from_the_real_store(tmp_path: Path) -> None:
         assert email_owners(2002, found) == {"jane@acme.example": 1001}
     finally:
         await store.aclose()
+
+
+async def test_read_recycled_asks_once_per_email_and_keeps_only_the_recycle_bin(
+    clock: ManualClock,
+) -> None:
+    pd = PardotSimulator(
+        {
+            "business_unit_id": "0Uv000000000001AAA",
+            "prospects": [
+                {"id": 1, "email": "gone@acme.example", "isDeleted": True},
+                {"id": 2, "email": "gone@acme.example", "isDeleted": True},
+                {"id": 3, "email": "live@acme.example"},
+                {"id": 4, "email": "both@acme.example"},
+                {"id": 5, "email": "both@acme.example", "isDeleted": True},
+            ],
+        },
+        clock=clock,
+        tokens=TokenRegistry(clock),
+    )
+    pardot, _ = make_pardot(pd, business_unit_id="0Uv000000000001AAA")
+    try:
+        emails = ["Gone@acme.example", "gone@acme.example ", "live@acme.example", ""]
+        emails += ["both@acme.example", "new@acme.example"]
+        got = await read_recycled(pardot, emails)
+    finally:
+        await pardot.aclose()
+    assert got == {"gone@acme.example": {1, 2}, "both@acme.example": {5}}
+    assert pd.counters.count("GET", "/api/v5/objects/prospects") == 4  # one per distinct email
 
 
 async def test_count_life_cycle_for_preflight(clock: ManualClock) -> None:

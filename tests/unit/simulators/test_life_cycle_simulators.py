@@ -325,3 +325,23 @@ async def test_undelete_refusals(
 ) -> None:
     r = await pclient.post(f"{P}/do/undelete", json=body)
     assert (r.status_code, r.json()["code"]) == (status, code)
+
+
+async def test_a_new_prospect_beside_one_in_the_recycle_bin_is_refused(
+    pd: PardotSimulator, pclient: httpx.AsyncClient
+) -> None:
+    """Strict (UNCONFIRMED upstream): neither a create nor an upsert makes a second prospect
+    beside a deleted one, nor silently restores it; undelete stays the way back."""
+    r = await pclient.post(P, json={"email": "GONE@acme.example", "firstName": "New"})
+    assert (r.status_code, r.json()["code"]) == (400, 54)
+    assert "recycle bin (1002, 1003)" in r.json()["message"]
+    upsert = {"matchEmail": "gone@acme.example", "prospect": {"firstName": "New"}}
+    r = await pclient.post(f"{P}/do/upsertLatestByEmail", json=upsert)
+    assert (r.status_code, r.json()["code"]) == (400, 54)
+    assert await _ids(pclient, "all") == [1001, 1002, 1003]  # nothing made, nothing restored
+    r = await pclient.post(
+        f"{P}/do/upsertLatestByEmail", json={**upsert, "secondaryDeletedSearch": True}
+    )
+    assert r.status_code == 200 and (pd.get_prospect(1003) or {})["isDeleted"] is False
+    r = await pclient.post(P, json={"email": "gone@acme.example"})  # 1003 is live: AMPSEA
+    assert r.status_code == 201, r.text

@@ -157,7 +157,7 @@ async def test_rows_without_a_match_value_create_and_options_are_honoured(api: A
     assert api.sim.get_prospect(1000)["firstName"] == "P0"
     # matchEmail matches the prospect with that email; a row the write rules refuse fails alone.
     st = await api.run(
-        "matchEmail,firstName,userId\r\np3@example.com,Em,\r\np4@example.com,X,77\r\n"
+        "matchEmail,firstName,userId\r\np3@example.com,Em,1\r\np4@example.com,X,77\r\n"
     )
     assert (st["updatedCount"], st["errorCount"]) == (1, 1)
     assert api.sim.get_prospect(1003)["firstName"] == "Em"
@@ -173,6 +173,18 @@ async def test_recycled_prospects_are_restored_only_when_asked(api: Api) -> None
     assert st["updatedCount"] == 1
     row = api.sim.get_prospect(1004)
     assert row["firstName"] == "Back" and row["isDeleted"] is False
+
+
+async def test_un_assigning_is_refused_row_by_row(api: Api) -> None:
+    """v5 import doc: "Un-assigning prospects is NOT supported through Import"."""
+    before = api.sim.get_prospect(1001)["userId"]
+    assert before is not None
+    st = await api.run("matchId,userId\r\n1001,\r\n1002,1\r\n")
+    assert (st["errorCount"], st["updatedCount"]) == (1, 1)
+    assert api.sim.get_prospect(1001)["userId"] == before
+    assert "Un-assigning" in (await api.errors(st["id"])).text
+    st = await api.run("matchId,salesforceOwnerId\r\n1003,\r\n")
+    assert st["errorCount"] == 1
 
 
 async def test_the_same_upsert_twice_changes_no_value(api: Api) -> None:
