@@ -296,6 +296,8 @@ class Pollers:
         links = await self._links(ids)
         out: set[str] = set()
         for pid, link in links.items():
+            if link.recycled_at is not None:
+                continue  # marked as in the recycle bin: a restore must reach the pipeline
             try:
                 prospect = prospect_from(ids[pid])
                 crm_type = CrmType(link.crm_type)
