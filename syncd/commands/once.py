@@ -147,6 +147,14 @@ def summary_json(rt: Runtime, result: OnceResult) -> dict[str, Any]:
         "api_calls": {"salesforce": calls.get("salesforce", 0), "pardot": calls.get("pardot", 0)},
         "paused_for_budget": sorted({*result.paused, *result.polls.paused}),
         "feeds_not_read": dict(sorted(result.polls.failed.items())),
+        "feeds": {
+            feed: {
+                "read": n,
+                "queued": result.polls.queued.get(feed, 0),
+                "echoes": result.polls.echoes.get(feed, 0),
+            }
+            for feed, n in sorted(result.polls.read.items())
+        },
         "stopped_by": result.stop.signal.name if result.stop.signal is not None else None,
         "exit_code": result.exit_code,
         "summary": summary_line(
@@ -331,7 +339,7 @@ async def _poll(rt: Runtime, stop: Stop) -> PollStats:
 
 def _merge(total: PollStats, round_: PollStats) -> None:
     for feed, n in round_.read.items():
-        total.add(feed, n, round_.queued.get(feed, 0))
+        total.add(feed, n, round_.queued.get(feed, 0), round_.echoes.get(feed, 0))
     total.paused[:] = round_.paused  # the last round says what is still unread
     total.failed.update(round_.failed)
 

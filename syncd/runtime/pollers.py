@@ -17,6 +17,12 @@ so a crash never moves a cursor past changes that were not queued, and memory st
 long the feed. Cursors never pass the poll's start (the signpost) and re-read an overlap window;
 rows re-read with the same timestamp are recognised (`domain.cursor.RecentRows`) and not queued
 again.
+
+Echoes: syncd's own writes move `updatedAt` and `SystemModstamp`, so both feeds read them back.
+A row that `domain.echo` recognises as syncd's own write (linked, values equal to the stored
+merge base, the Pardot stamp not newer than syncd's last write) is read, counted under
+`echoes` and NOT queued; the cursor still moves past it. Each page costs one store read (the
+links of the page's ids), not one per row. When unsure, the row is queued.
 """
 
 from __future__ import annotations
@@ -27,14 +33,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from syncd import errors, logs
+from syncd.clients.prospects import prospect_from
+from syncd.clients.records import record_from
 from syncd.clients.salesforce import parse_sf_datetime
 from syncd.domain import cursor as cursors
+from syncd.domain import echo
 from syncd.domain.models import CrmType
 from syncd.domain.values import parse_datetime
 from syncd.runtime.control import raise_if_paused, system_of_feed
 from syncd.runtime.wiring import Runtime
 from syncd.store.models import Cursor as StoredCursor
-from syncd.store.models import NewItem, Reason
+from syncd.store.models import Link, NewItem, Reason
 from syncd.store.pending_emails import PendingEmail
 
 log = logs.get(__name__)
@@ -66,16 +75,20 @@ def crm_deleted_feed(crm_type: CrmType) -> str:
 
 @dataclass
 class PollStats:
-    """What one round of polling read and queued, per feed."""
+    """What one round of polling read and queued, per feed (`echoes`: rows read that were
+    syncd's own writes coming back, not queued)."""
 
     read: dict[str, int] = field(default_factory=dict)
     queued: dict[str, int] = field(default_factory=dict)
     paused: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)  # feed -> why its read stopped
+    echoes: dict[str, int] = field(default_factory=dict)
 
-    def add(self, feed: str, read: int, queued: int) -> None:
+    def add(self, feed: str, read: int, queued: int, echoes: int = 0) -> None:
         self.read[feed] = self.read.get(feed, 0) + read
         self.queued[feed] = self.queued.get(feed, 0) + queued
+        if echoes:
+            self.echoes[feed] = self.echoes.get(feed, 0) + echoes
 
     @property
     def total_queued(self) -> int:
@@ -237,6 +250,8 @@ class Pollers:
                     break
                 keep.append(cursors.Row(str(raw["id"]), at))
             fresh = {r.id for r in recent.fresh(keep)}
+            echoes = await self._pardot_echoes([r for r in page if str(r.get("id")) in fresh])
+            fresh -= echoes
             for raw in page:
                 if str(raw.get("id")) in fresh:
                     items.append(
@@ -257,11 +272,46 @@ class Pollers:
                 settled_before=settled,
             )
             await self._commit(feed, items, cursor, recent)
-            stats.add(feed, len(keep), len(items))
+            stats.add(feed, len(keep), len(items), len(echoes))
             if done:
                 break
         else:
             await self._commit(feed, [], cursor, recent)
+
+    async def _links(self, prospect_ids: Iterable[int]) -> dict[int, Link]:
+        ids = list(prospect_ids)
+        if not ids:
+            return {}
+        async with self.rt.store.read() as tx:
+            return await self.rt.store.links.by_prospect_ids(tx, ids)
+
+    async def _pardot_echoes(self, rows: Sequence[Mapping[str, Any]]) -> set[str]:
+        """The ids (as text) of the rows that are syncd's own writes coming back."""
+        ids: dict[int, Mapping[str, Any]] = {}
+        for raw in rows:
+            try:
+                ids[int(raw["id"])] = raw
+            except (KeyError, TypeError, ValueError):
+                continue  # queued as before: the pipeline says what is wrong with it
+        links = await self._links(ids)
+        out: set[str] = set()
+        for pid, link in links.items():
+            if link.recycled_at is not None:
+                continue  # marked as in the recycle bin: a restore must reach the pipeline
+            try:
+                prospect = prospect_from(ids[pid])
+                crm_type = CrmType(link.crm_type)
+            except (KeyError, TypeError, ValueError):
+                continue
+            if echo.is_pardot_echo(
+                prospect,
+                base=link.base,
+                crm_type=crm_type,
+                crm_deleted=link.crm_deleted,
+                field_map=self.rt.field_map,
+            ):
+                out.add(str(pid))
+        return out
 
     async def poll_pardot_emails(self, stats: PollStats) -> None:
         """Queue the prospects of newly sent emails (ids only grow: the cursor is the last id)."""
@@ -302,14 +352,31 @@ class Pollers:
 
     # -- Salesforce ------------------------------------------------------------------------
 
-    async def _prospects_by_crm_id(self, crm_ids: Iterable[str]) -> dict[str, list[int]]:
-        """The prospects linked to each CRM id (several when AMPSEA allows it)."""
+    async def _links_by_crm_id(self, crm_ids: Iterable[str]) -> dict[str, list[Link]]:
+        """The links to each CRM id (several prospects when AMPSEA allows it)."""
         ids = list(crm_ids)
         if not ids:
             return {}
         async with self.rt.store.read() as tx:
-            links = await self.rt.store.links.by_crm_ids(tx, ids)
+            return await self.rt.store.links.by_crm_ids(tx, ids)
+
+    async def _prospects_by_crm_id(self, crm_ids: Iterable[str]) -> dict[str, list[int]]:
+        """The prospects linked to each CRM id (several when AMPSEA allows it)."""
+        links = await self._links_by_crm_id(crm_ids)
         return {crm_id: [link.prospect_id for link in found] for crm_id, found in links.items()}
+
+    def _crm_echo(self, crm_type: CrmType, raw: Mapping[str, Any], link: Link) -> bool:
+        try:
+            record = record_from(raw, crm_type)
+        except (KeyError, TypeError, ValueError):
+            return False
+        return echo.is_crm_echo(
+            record,
+            linked_crm_id=link.crm_id,
+            base=link.base,
+            crm_deleted=link.crm_deleted,
+            field_map=self.rt.field_map,
+        )
 
     async def poll_crm(self, crm_type: CrmType, stats: PollStats) -> None:
         """Queue Leads or Contacts whose `SystemModstamp` is in this poll's window."""
@@ -328,12 +395,17 @@ class Pollers:
             keep = [cursors.Row(r["Id"], parse_sf_datetime(r["SystemModstamp"])) for r in page]
             fresh = {r.id for r in recent.fresh(keep)}
             records = [r for r in page if r["Id"] in fresh]
-            linked = await self._prospects_by_crm_id(r["Id"] for r in records)
-            items = [
-                item
-                for r in records
-                for item in self._crm_items(crm_type, r, linked.get(r["Id"], []))
-            ]
+            linked = await self._links_by_crm_id(r["Id"] for r in records)
+            items: list[NewItem] = []
+            echoes = 0
+            for r in records:
+                links = linked.get(r["Id"], [])
+                mine = {link.prospect_id for link in links if self._crm_echo(crm_type, r, link)}
+                if links and len(mine) == len(links):
+                    echoes += 1  # every prospect linked to it already holds what it holds
+                    continue
+                pids = [link.prospect_id for link in links if link.prospect_id not in mine]
+                items.extend(self._crm_items(crm_type, r, pids))
             cursor = cursors.advance(cursor, keep, signpost=end)
             recent = recent.remember(
                 keep,
@@ -342,7 +414,7 @@ class Pollers:
                 settled_before=settled,
             )
             await self._commit(feed, items, cursor, recent)
-            stats.add(feed, len(keep), len(items))
+            stats.add(feed, len(keep), len(items), echoes)
         await self._commit(feed, [], cursor, recent)
 
     @staticmethod

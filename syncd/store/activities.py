@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, delete, or_, select, tuple_, update
+from sqlalchemy import Row, bindparam, delete, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from syncd.store.models import Activity
@@ -33,6 +33,7 @@ _CHUNK = 2000
 # expression tree deeper than 1000 ("Expression tree is too large"), which a batch of a
 # thousand prospects with their emails reaches.
 _PAIR_CHUNK = 400
+_INSERT_CHUNK = 100  # rows per multi-row INSERT: 8 bound values a row, under those 999 too
 
 
 def _activity(row: Row[Any]) -> Activity:
@@ -91,11 +92,11 @@ class ActivityRepo:
             for e, c in wanted
         ]
         inserted: list[ActivityKey] = []
-        for row in rows:
-            got = (await tx.execute(ins, row)).first()
-            if got is not None:
-                inserted.append((got.email_id, got.crm_id))
-        return inserted
+        # One multi-row INSERT per chunk: RETURNING names exactly the rows inserted here.
+        for start in range(0, len(rows), _INSERT_CHUNK):
+            stmt = ins.values(rows[start : start + _INSERT_CHUNK])
+            inserted.extend((r.email_id, r.crm_id) for r in (await tx.execute(stmt)).all())
+        return sorted(inserted)
 
     async def take_over(
         self,
@@ -107,22 +108,20 @@ class ActivityRepo:
     ) -> list[ActivityKey]:
         """Hold pending pairs whose hold has run out; returns the pairs this call now holds."""
         taken: list[ActivityKey] = []
-        for email_id, crm_id in sorted(set(keys)):
+        pairs = sorted(set(keys))
+        for start in range(0, len(pairs), _PAIR_CHUNK):
             stmt = (
                 update(act)
                 .where(
-                    act.c.email_id == email_id,
-                    act.c.crm_id == crm_id,
+                    tuple_(act.c.email_id, act.c.crm_id).in_(pairs[start : start + _PAIR_CHUNK]),
                     act.c.state == PENDING,
                     or_(act.c.held_until.is_(None), act.c.held_until <= now),
                 )
                 .values(held_until=hold_until)
                 .returning(act.c.email_id, act.c.crm_id)
             )
-            got = (await tx.execute(stmt)).first()
-            if got is not None:
-                taken.append((got.email_id, got.crm_id))
-        return taken
+            taken.extend((r.email_id, r.crm_id) for r in (await tx.execute(stmt)).all())
+        return sorted(taken)
 
     async def let_go(
         self, tx: AsyncConnection, keys: Iterable[ActivityKey], *, now: datetime
@@ -145,22 +144,26 @@ class ActivityRepo:
         self, tx: AsyncConnection, done: Iterable[tuple[ActivityKey, str]], *, now: datetime
     ) -> int:
         """Record the Task id created for each pair; returns how many rows changed."""
-        total = 0
-        for (email_id, crm_id), task_id in done:
-            stmt = (
-                update(act)
-                .where(act.c.email_id == email_id, act.c.crm_id == crm_id)
-                .values(state=DONE, task_id=task_id, done_at=now)
-            )
-            total += (await tx.execute(stmt)).rowcount
-        return total
+        rows = [{"e": e, "c": c, "t": task_id} for (e, c), task_id in done]
+        if not rows:
+            return 0
+        # One statement run for every pair (executemany), not one round trip each.
+        stmt = (
+            update(act)
+            .where(act.c.email_id == bindparam("e"), act.c.crm_id == bindparam("c"))
+            .values(state=DONE, task_id=bindparam("t"), done_at=now)
+        )
+        result = await tx.execute(stmt, rows)
+        return int(result.rowcount) if result.rowcount >= 0 else len(rows)
 
     async def release(self, tx: AsyncConnection, keys: Iterable[ActivityKey]) -> int:
         """Drop pending reservations whose Task was certainly not created (a refused create)."""
+        pairs = sorted(set(keys))
         total = 0
-        for email_id, crm_id in keys:
+        for start in range(0, len(pairs), _PAIR_CHUNK):
             stmt = delete(act).where(
-                act.c.email_id == email_id, act.c.crm_id == crm_id, act.c.state == PENDING
+                tuple_(act.c.email_id, act.c.crm_id).in_(pairs[start : start + _PAIR_CHUNK]),
+                act.c.state == PENDING,
             )
             total += (await tx.execute(stmt)).rowcount
         return total

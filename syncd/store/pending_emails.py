@@ -59,8 +59,13 @@ class PendingEmailRepo:
     def __init__(self, kv: KvRepo) -> None:
         self._kv = kv
 
-    async def _locked(self, tx: AsyncConnection, prospect_id: int) -> list[dict[str, Any]]:
-        return list(await self._kv.get(tx, _key(prospect_id), for_update=True) or [])
+    async def _locked(
+        self, tx: AsyncConnection, prospect_ids: Iterable[int]
+    ) -> dict[int, list[dict[str, Any]]]:
+        """The pending rows of these prospects, their kv rows locked (one statement)."""
+        ids = sorted(set(prospect_ids))
+        found = await self._kv.get_many(tx, [_key(pid) for pid in ids], for_update=True)
+        return {pid: list(found.get(_key(pid)) or []) for pid in ids}
 
     async def add(
         self,
@@ -70,19 +75,28 @@ class PendingEmailRepo:
         now: datetime,
     ) -> None:
         """Add emails per prospect; an email already pending (same id) is kept once."""
+        current = await self._locked(tx, by_prospect)
+        values: dict[str, Any] = {}
         for prospect_id, sent in by_prospect.items():
-            known = await self._locked(tx, prospect_id)
+            known = current[prospect_id]
             have = {int(e["id"]) for e in known}
-            fresh = [e.to_row() for e in sent if e.id not in have]
-            await self._kv.set(tx, _key(prospect_id), [*known, *fresh], now=now)
+            fresh = []
+            for e in sent:
+                if e.id not in have:
+                    have.add(e.id)
+                    fresh.append(e.to_row())
+            values[_key(prospect_id)] = [*known, *fresh]
+        await self._kv.set_many(tx, values, now=now)
 
     async def for_prospects(
         self, tx: AsyncConnection, prospect_ids: Iterable[int]
     ) -> dict[int, list[PendingEmail]]:
-        """The pending emails of each prospect that has any."""
+        """The pending emails of each prospect that has any (one read for all of them)."""
+        ids = list(prospect_ids)
+        found = await self._kv.get_many(tx, [_key(pid) for pid in ids])
         out: dict[int, list[PendingEmail]] = {}
-        for pid in prospect_ids:
-            rows = await self._kv.get(tx, _key(pid))
+        for pid in ids:
+            rows = found.get(_key(pid))
             if rows:
                 out[pid] = [PendingEmail.from_row(r, pid) for r in rows]
         return out
@@ -95,14 +109,34 @@ class PendingEmailRepo:
         *,
         now: datetime,
     ) -> None:
-        """Remove the emails `logged` (ids); None removes them all (email activities off).
+        """Remove the emails `logged` (ids); None removes them all (email activities off)."""
+        await self.remove_logged_many(tx, {prospect_id: logged}, now=now)
 
-        Only those: the emails feed may have added emails to this prospect since the batch read
+    async def remove_logged_many(
+        self,
+        tx: AsyncConnection,
+        logged: Mapping[int, frozenset[int] | None],
+        *,
+        now: datetime,
+    ) -> None:
+        """Per prospect, remove the emails logged (ids; None: all of them, email activities
+        off), in a few statements for the whole batch.
+
+        Only those: the emails feed may have added emails to a prospect since the batch read
         them, and a rewrite from that read would lose them.
         """
-        current = await self._locked(tx, prospect_id)
-        left = [] if logged is None else [e for e in current if int(e["id"]) not in logged]
-        if not left:
-            await self._kv.delete(tx, _key(prospect_id))
-        elif len(left) != len(current):
-            await self._kv.set(tx, _key(prospect_id), left, now=now)
+        if not logged:
+            return
+        current = await self._locked(tx, logged)
+        drop: list[str] = []
+        keep: dict[str, Any] = {}
+        for prospect_id, ids in logged.items():
+            rows = current[prospect_id]
+            left = [] if ids is None else [e for e in rows if int(e["id"]) not in ids]
+            if not left:
+                if rows:
+                    drop.append(_key(prospect_id))
+            elif len(left) != len(rows):
+                keep[_key(prospect_id)] = left
+        await self._kv.delete_many(tx, drop)
+        await self._kv.set_many(tx, keep, now=now)

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from syncd import errors, logs
+from syncd.domain import echo
 from syncd.domain import retry as retry_rules
-from syncd.domain.models import Link, LinkAction, sf_id_key, thaw
+from syncd.domain.models import Link, LinkAction, same_sf_id, sf_id_key, thaw
 from syncd.runtime.pipeline import pardot_writes
 from syncd.runtime.pipeline.stages import SYNC_META, RunStats, Work, domain_link
 from syncd.store import Store
@@ -67,11 +68,49 @@ def error_text(exc: errors.APIError) -> tuple[str, str]:
     return exc.code, logs.redact(exc.message)[:1000]
 
 
-def stored_link(link: Link, w: Work, now: datetime, *, deleted: bool | None = None) -> StoredLink:
-    """`link` as the store keeps it, with the stamp of this batch's Pardot write (if any)."""
-    base = dict(thaw(link.base))
+def _crm_owner(w: Work, crm_id: str) -> tuple[bool, str | None]:
+    """(known, owner id) of record `crm_id` once this batch's writes are done."""
+    record = w.created_record
+    if record is None or not same_sf_id(record.id, crm_id):
+        record = None
+        inp = w.inp
+        if inp is not None:
+            for r in (inp.linked, inp.converted_contact, inp.survivor, *inp.candidates):
+                if r is not None and same_sf_id(r.id, crm_id):
+                    record = r
+                    break
+    if record is None:
+        return False, None
+    owner = record.owner_id
+    for plan in (w.plan, w.followup):
+        if plan is not None and "OwnerId" in plan.crm_update:
+            owner = plan.crm_update["OwnerId"]
+    return True, owner
+
+
+def echo_meta(w: Work, crm_id: str) -> dict[str, object]:
+    """syncd's bookkeeping kept beside the merge base (`domain.echo`): the stamp of this
+    batch's Pardot write, the assignee and the CRM owner syncd left. A value it cannot know is
+    left out, so the pollers never take a row for syncd's own echo on a guess."""
+    meta: dict[str, object] = {}
     if w.pardot_updated_at is not None:
-        base[SYNC_META] = {"pardot_updated_at": w.pardot_updated_at.isoformat()}
+        meta[echo.META_PARDOT_UPDATED_AT] = w.pardot_updated_at.isoformat()
+    if w.prospect is not None:
+        user_id: object = w.prospect.user_id
+        for plan in (w.plan, w.followup):
+            if plan is not None and "userId" in plan.pardot_update:
+                user_id = plan.pardot_update["userId"]
+        meta[echo.META_PARDOT_USER_ID] = user_id
+    known, owner = _crm_owner(w, crm_id)
+    if known:
+        meta[echo.META_CRM_OWNER_ID] = owner
+    return meta
+
+
+def stored_link(link: Link, w: Work, now: datetime, *, deleted: bool | None = None) -> StoredLink:
+    """`link` as the store keeps it, with syncd's bookkeeping of this batch's writes."""
+    base = dict(thaw(link.base))
+    base[SYNC_META] = echo_meta(w, link.crm_id)
     return StoredLink(
         prospect_id=link.prospect_id,
         crm_type=link.crm_type.value,
@@ -84,10 +123,16 @@ def stored_link(link: Link, w: Work, now: datetime, *, deleted: bool | None = No
 
 
 def same_link(a: StoredLink, b: StoredLink) -> bool:
+    """The same pairing and merge base; syncd's bookkeeping aside (a no-op re-check does not
+    rewrite a link only to record an owner: a link without it is never taken for an echo)."""
+
+    def base(link: StoredLink) -> dict[str, object]:
+        return {k: v for k, v in link.base.items() if k != SYNC_META}
+
     return (
         a.crm_type == b.crm_type
         and sf_id_key(a.crm_id) == sf_id_key(b.crm_id)
-        and dict(a.base) == dict(b.base)
+        and base(a) == base(b)
         and a.crm_deleted == b.crm_deleted
         and (a.recycled_at is None) == (b.recycled_at is None)
     )
@@ -131,8 +176,10 @@ def final_link(w: Work, now: datetime) -> StoredLink | None:
     stored = stored_link(link, w, now)
     if w.pardot_updated_at is None and w.stored_link is not None:
         # No Pardot write this time: keep the stamp of the last one.
-        meta = w.stored_link.base.get(SYNC_META)
-        if meta is not None and stored.crm_id == w.stored_link.crm_id:
+        old = w.stored_link.base.get(SYNC_META)
+        stamp = old.get(echo.META_PARDOT_UPDATED_AT) if isinstance(old, Mapping) else None
+        if stamp is not None and stored.crm_id == w.stored_link.crm_id:
+            meta = {**stored.base[SYNC_META], echo.META_PARDOT_UPDATED_AT: stamp}
             stored = StoredLink(
                 prospect_id=stored.prospect_id,
                 crm_type=stored.crm_type,
@@ -343,27 +390,33 @@ async def write(store: Store, out: Settlement, *, worker_id: str, now: datetime)
             await store.links.upsert_many(tx, list(out.links), now=now)
         if out.audit:
             await store.audit.append(tx, list(out.audit))
-        for pid, logged in out.emails.items():
-            await store.pending_emails.remove_logged(tx, pid, logged, now=now)
+        if out.emails:
+            await store.pending_emails.remove_logged_many(tx, out.emails, now=now)
         if out.complete:
             await store.queue.complete(tx, list(out.complete), worker_id=worker_id)
         if out.release:
             await store.queue.release(tx, list(out.release), worker_id=worker_id, now=now)
+        # One statement per distinct (time, error), not one per item: a batch that fails
+        # together (an API down) shares them.
+        retry_groups: dict[tuple[datetime, str, str], list[int]] = {}
         for item, exc, at in out.retry:
-            code, message = error_text(exc)
+            retry_groups.setdefault((at, *error_text(exc)), []).append(item.id)
+        for (at, code, message), ids in retry_groups.items():
             await store.queue.retry(
                 tx,
-                [item.id],
+                ids,
                 worker_id=worker_id,
                 available_at=at,
                 code=code,
                 message=message,
                 now=now,
             )
+        fail_groups: dict[tuple[str, str], list[int]] = {}
         for item, exc in out.fail:
-            code, message = error_text(exc)
+            fail_groups.setdefault(error_text(exc), []).append(item.id)
+        for (code, message), ids in fail_groups.items():
             await store.queue.fail(
-                tx, [item.id], worker_id=worker_id, code=code, message=message, now=now
+                tx, ids, worker_id=worker_id, code=code, message=message, now=now
             )
         if out.requeue:
             await store.queue.enqueue(tx, list(out.requeue), now=now)

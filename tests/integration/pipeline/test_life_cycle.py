@@ -221,10 +221,16 @@ async def test_crm_delete_action_recycle_sends_the_prospect_to_the_recycle_bin(
     )  # fmt: skip
     assert await sync(s) == 0
     s.sf.remove("Contact", CONTACT)
+    # The deletions feed (getDeleted) sees a delete once its minute has passed (real time in
+    # the simulator); until then the prospect is queued by hand. (This test used to lean on the
+    # echo of the first sync's own Pardot write, which is no longer queued.)
+    assert await s.reprocess("1") == 0
     assert await sync(s) == 0, s.last_out
     assert s.prospect(1)["isDeleted"] is True  # in Pardot's recycle bin
     history = await s.history_lines(1)
-    assert history[0]["action"] == "recycle_prospect"
+    # Under faults a recycle whose answer was lost is retried and then finds the prospect in
+    # the bin already (a skip): the recycle is not always the newest line.
+    assert "recycle_prospect" in [line["action"] for line in history]
     assert (await _recycle_bin(s))[0] == {"count": 1, "prospect_ids": [1]}
     assert len(s.leads()) == 0 and await _errors(s) == []
 
@@ -310,6 +316,10 @@ async def test_a_merge_survivor_seen_as_crm_only_gets_no_second_prospect(
         "Lead", {"Email": "jane.doe@example.com", "LastName": "Doe", "Company": "A"}
     )
     s.sf.merge("Lead", survivor, [LOSER])
+    # The deletions feed sees the merged loser once its minute has passed (real time in the
+    # simulator); the prospect is queued by hand meanwhile. (This test used to lean on the echo
+    # of the first sync's own Pardot write, which is no longer queued.)
+    assert await s.reprocess("1") == 0
     assert await sync(s) == 0, s.last_out
     assert [p["id"] for p in s.pd.prospects()] == [1]  # no prospect of its own
     assert await s.crm_id_of(1) == survivor  # the loser's link followed the merge

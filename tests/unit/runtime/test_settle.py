@@ -11,7 +11,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from syncd import errors
-from syncd.domain.models import CrmType, Decision, LinkAction, Prospect, SentEmail
+from syncd.domain.models import (
+    CrmRecord,
+    CrmType,
+    Decision,
+    LinkAction,
+    Prospect,
+    ProspectInput,
+    SentEmail,
+)
 from syncd.domain.plan import Plan
 from syncd.runtime.pipeline import settle as s
 from syncd.runtime.pipeline.decide import NOT_FOUND, decide_one
@@ -142,7 +150,8 @@ def test_final_link_records_the_pardot_write_stamp_and_keeps_the_last_one() -> N
         pardot_updated_at=STAMP,
     )
     got = s.final_link(written, NOW)
-    assert got is not None and got.base[SYNC_META] == {"pardot_updated_at": STAMP.isoformat()}
+    assert got is not None
+    assert got.base[SYNC_META]["pardot_updated_at"] == STAMP.isoformat()
     # Next time, a CRM-only write: the stamp of the last Pardot write stays.
     meta = {SYNC_META: {"pardot_updated_at": STAMP.isoformat()}}
     again = work(
@@ -150,8 +159,31 @@ def test_final_link_records_the_pardot_write_stamp_and_keeps_the_last_one() -> N
         stored_link=stored(base={**BASE, **meta}),
     )
     got = s.final_link(again, NOW)
-    assert got is not None and got.base[SYNC_META] == meta[SYNC_META]
+    assert got is not None
+    assert got.base[SYNC_META]["pardot_updated_at"] == STAMP.isoformat()
     assert got.base["firstName"] == "Anna"
+
+
+def test_final_link_records_the_assignee_and_the_crm_owner_syncd_left() -> None:
+    record = CrmRecord(
+        type=CrmType.LEAD, id=LEAD, email="a@x.example", fields={}, owner_id="005A",
+        created_date=NOW, last_modified=NOW,
+    )  # fmt: skip
+    inp = ProspectInput(prospect=prospect(), link=None, linked=record)
+    reassigned = work(
+        plan(LinkAction.KEEP, new_base=NEW_BASE, pardot_update={"userId": 7}), inp=inp
+    )
+    got = s.final_link(reassigned, NOW)
+    assert got is not None
+    assert got.base[SYNC_META] == {"pardot_user_id": 7, "crm_owner_id": "005A"}
+    queued = work(plan(LinkAction.KEEP, new_base=NEW_BASE, crm_update={"OwnerId": "00G1"}), inp=inp)
+    got = s.final_link(queued, NOW)
+    assert got is not None
+    assert got.base[SYNC_META] == {"pardot_user_id": 1, "crm_owner_id": "00G1"}
+    # The record was not read: its owner is unknown, so none is recorded (never an echo).
+    unread = work(plan(LinkAction.KEEP, new_base=NEW_BASE, crm_update={"FirstName": "Anna"}))
+    got = s.final_link(unread, NOW)
+    assert got is not None and "crm_owner_id" not in got.base[SYNC_META]
 
 
 def test_final_link_of_a_created_lead_falls_back_to_the_link_apply_stored() -> None:
