@@ -131,14 +131,35 @@ class RecentRows:
     A poller re-reads the overlap on every poll; a row with the same id and the same timestamp
     as one already queued is not a new change, so it is not queued again. A row that commits
     late (new id, or same id with a new timestamp) is. `seen` maps row id -> ISO timestamp.
+
+    `floor`: when more rows than `max_rows` fell inside the window (a burst: a backfill writes
+    tens of thousands of records in a few minutes), the oldest are not remembered one by one;
+    every row stamped at or before `floor` counts as seen instead, and the next poll's window
+    starts there (`read_from`). Without it the forgotten rows were queued again on EVERY poll
+    for as long as the feed stayed quiet (the cursor does not move without new rows), a loop
+    that kept a 50,000-prospect backfill busy long after its work was done. The price: a row
+    that commits later than the burst's memory with a stamp at or before `floor` is not seen,
+    the same trade as a shorter overlap, and only after a burst.
     """
 
     seen: tuple[tuple[str, str], ...] = ()
+    floor: str | None = None
 
     def fresh(self, rows: Iterable[Row]) -> list[Row]:
         """The rows of `rows` that are new changes (keeps order)."""
         known = set(self.seen)
-        return [r for r in rows if (r.id, _stamp(r.at)) not in known]
+        floor = self.floor
+        return [
+            r
+            for r in rows
+            if (r.id, stamp := _stamp(r.at)) not in known and (floor is None or stamp > floor)
+        ]
+
+    def read_from(self, start: datetime) -> datetime:
+        """The window start `start`, moved up to `floor` (rows at or before it count as seen)."""
+        if self.floor is None:
+            return start
+        return max(start, datetime.fromisoformat(self.floor))
 
     def remember(
         self,
@@ -154,22 +175,29 @@ class RecentRows:
         `settled_before`: only rows stamped before it are remembered. Both APIs stamp whole
         seconds, so a row stamped in the second the poll ran can change again with the SAME
         stamp; such a row must be queued again when re-read, not taken for a re-read. Past
-        `max_rows` the oldest are dropped: forgetting only costs a harmless re-queue.
+        `max_rows` the oldest are covered by `floor` instead (see the class doc).
         """
         # Stamps are UTC ISO strings of one spelling (`_stamp`), so they compare and sort as
         # strings: no parsing, and no sort unless the cap is exceeded (this runs per page).
         horizon = _stamp(cursor.position - timedelta(seconds=overlap_s))
+        floor = self.floor if self.floor is not None and self.floor >= horizon else None
         merged: dict[str, str] = dict(self.seen)
         for row in rows:
             if settled_before is not None and row.at >= settled_before:
                 merged.pop(row.id, None)
                 continue
             merged[row.id] = _stamp(row.at)
-        kept = [(rid, at) for rid, at in merged.items() if at >= horizon]
+        kept = [
+            (rid, at)
+            for rid, at in merged.items()
+            if at >= horizon and (floor is None or at > floor)
+        ]
         if len(kept) > max_rows:
             kept.sort(key=lambda item: (item[1], item[0]))
-            kept = kept[-max_rows:]
-        return RecentRows(seen=tuple(kept))
+            dropped_at = kept[-max_rows - 1][1]
+            floor = dropped_at if floor is None else max(floor, dropped_at)
+            kept = [(rid, at) for rid, at in kept[-max_rows:] if at > floor]
+        return RecentRows(seen=tuple(kept), floor=floor)
 
 
 def _stamp(at: datetime) -> str:

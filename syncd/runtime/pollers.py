@@ -136,12 +136,17 @@ class Pollers:
             return cursors.initial(self._start_at()), cursors.RecentRows(), {}
         extra = dict(stored.extra or {})
         recent_raw = extra.get("recent") or []
-        recent = cursors.RecentRows(seen=tuple((str(i), str(a)) for i, a in recent_raw))
+        floor = extra.get("recent_floor")
+        recent = cursors.RecentRows(
+            seen=tuple((str(i), str(a)) for i, a in recent_raw),
+            floor=floor if isinstance(floor, str) and floor else None,
+        )
         found = cursors.Cursor(stored.position, stored.last_id)
         if feed == FEED_PARDOT_EMAILS:  # an id cursor: its time is only shown in `status`
             return found, recent, extra
         cursor = cursors.clamp_to_clock(found, saved_at=stored.updated_at, now=self.rt.clock())
         if cursor is not found:
+            recent = cursors.RecentRows()  # what it remembered was read from the bogus position
             log.warning(
                 "cursor_ahead_of_clock",
                 feed=feed,
@@ -166,6 +171,7 @@ class Pollers:
         data = dict(extra or {})
         if recent is not None:
             data["recent"] = [list(pair) for pair in recent.seen]
+            data["recent_floor"] = recent.floor
         async with self.rt.store.transaction() as tx:
             if emails:
                 await self.rt.store.pending_emails.add(tx, emails, now=now)
@@ -235,6 +241,7 @@ class Pollers:
         start, end = cursors.poll_window(
             cursor, signpost=signpost, overlap_s=self.rt.settings.sync.overlap_s
         )
+        start = min(recent.read_from(start), end)
         fields = list(self.rt.field_map.pardot_fields())
         rows = self.rt.pardot.iter_prospects(fields, updated_since=start, page_size=self.page_size)
         async for page in _pages(rows, self.page_size):
@@ -390,6 +397,7 @@ class Pollers:
         start, end = cursors.poll_window(
             cursor, signpost=signpost, overlap_s=self.rt.settings.sync.overlap_s
         )
+        start = min(recent.read_from(start), end)
         rows = self.rt.crm.changed_records(crm_type, start, end)
         async for page in _pages(rows, self.page_size):
             keep = [cursors.Row(r["Id"], parse_sf_datetime(r["SystemModstamp"])) for r in page]

@@ -122,9 +122,20 @@ def stored_link(link: Link, w: Work, now: datetime, *, deleted: bool | None = No
     )
 
 
+def learns(new: StoredLink, old: StoredLink) -> bool:
+    """True when `new`'s bookkeeping knows something `old`'s does not (an owner or assignee
+    first read, or changed). A no-op re-check then writes the link once: without the owner a
+    Salesforce row is never taken for syncd's own echo, and re-queuing it on every sight is
+    what a link learns its way out of (a Lead created by syncd, owner unknown until read back).
+    """
+    got, had = new.base.get(SYNC_META), old.base.get(SYNC_META)
+    got = got if isinstance(got, Mapping) else {}
+    had = had if isinstance(had, Mapping) else {}
+    return any(key not in had or had[key] != value for key, value in got.items())
+
+
 def same_link(a: StoredLink, b: StoredLink) -> bool:
-    """The same pairing and merge base; syncd's bookkeeping aside (a no-op re-check does not
-    rewrite a link only to record an owner: a link without it is never taken for an echo)."""
+    """The same pairing and merge base; syncd's bookkeeping aside (see `learns`)."""
 
     def base(link: StoredLink) -> dict[str, object]:
         return {k: v for k, v in link.base.items() if k != SYNC_META}
@@ -193,6 +204,7 @@ def final_link(w: Work, now: datetime) -> StoredLink | None:
         and plan.writes == 0
         and w.pardot_updated_at is None
         and same_link(stored, w.stored_link)
+        and not learns(stored, w.stored_link)
     ):
         return None  # nothing changed: no store write either
     return stored

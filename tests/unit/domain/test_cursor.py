@@ -166,3 +166,35 @@ def test_no_row_is_ever_skipped(feed: tuple[list[tuple[str, int, int]], list[int
         recent = recent.remember(page, cursor=cursor, overlap_s=overlap)
     assert sorted(set(queued)) == sorted(rid for rid, _, _ in rows)
     assert len(queued) == len(set(queued))
+
+
+def test_a_burst_over_the_memory_is_queued_once_not_on_every_poll() -> None:
+    """More rows inside the overlap than RecentRows remembers (a backfill writing tens of
+    thousands of records in minutes): the rows it cannot hold one by one are covered by its
+    floor, so re-reading the same quiet window finds nothing fresh, poll after poll. Before the
+    floor, the forgotten rows were queued again on every poll (a 50,000-prospect backfill
+    never settled)."""
+    burst = [Row(f"r{n:04d}", at(n // 10)) for n in range(300)]  # 30 seconds, 10 rows each
+    cursor = advance(initial(T0), burst, signpost=at(60))
+    recent = RecentRows().remember(burst, cursor=cursor, overlap_s=60, max_rows=100)
+    assert len(recent.seen) <= 100 and recent.floor is not None
+    for _ in range(3):  # quiet polls re-read the same window
+        assert recent.fresh(burst) == []
+        recent = recent.remember(burst, cursor=cursor, overlap_s=60, max_rows=100)
+    late = Row("new", at(29))  # a real change after the floor is still fresh
+    assert recent.fresh([*burst, late]) == [late]
+    # the next window starts at the floor: the rows before it are not read again
+    start, _ = poll_window(cursor, signpost=at(60), overlap_s=60)
+    assert start < recent.read_from(start) == datetime.fromisoformat(recent.floor)
+
+
+def test_the_floor_is_forgotten_once_the_window_has_passed_it() -> None:
+    burst = [Row(f"r{n:04d}", at(n // 10)) for n in range(300)]
+    cursor = advance(initial(T0), burst, signpost=at(60))
+    recent = RecentRows().remember(burst, cursor=cursor, overlap_s=60, max_rows=100)
+    assert recent.floor is not None
+    later = Cursor(at(500))
+    recent = recent.remember([Row("x", at(499))], cursor=later, overlap_s=60, max_rows=100)
+    assert recent.floor is None and recent.seen == (("x", at(499).isoformat()),)
+    start, _ = poll_window(later, signpost=at(600), overlap_s=60)
+    assert recent.read_from(start) == start

@@ -89,8 +89,16 @@ FINAL_LINK = [
     ),
     (
         "keep with nothing written and the same link: no store write",
-        work(plan(LinkAction.KEEP, new_base=BASE), stored_link=stored(base=BASE)),
+        work(
+            plan(LinkAction.KEEP, new_base=BASE),
+            stored_link=stored(base={**BASE, SYNC_META: {"pardot_user_id": 1}}),
+        ),
         None,
+    ),
+    (
+        "keep with nothing written, but the assignee first known: written once",
+        work(plan(LinkAction.KEEP, new_base=BASE), stored_link=stored(base=BASE)),
+        (LEAD, BASE, False),
     ),
     (
         "keep with a new base: written",
