@@ -21,7 +21,6 @@ import pytest
 
 from integration.pipeline.conftest import MakeSync, Sync, base_seed
 from syncd import errors
-from syncd.store import Store
 from syncd.store.models import Cursor
 
 Scope = dict[str, Any]
@@ -88,17 +87,11 @@ def prospects(*rows: dict[str, Any]) -> dict[str, Any]:
 
 
 async def errors_json(s: Sync) -> list[dict[str, Any]]:
-    assert await s.errors("list", as_json=True) == 0
-    return list(json.loads(s.last_out))
+    return await s.error_items()
 
 
 async def queue_left(s: Sync) -> tuple[int, int]:
-    store = await Store.open(s.settings.database.url, check_schema=False)
-    try:
-        async with store.read() as tx:
-            c = await store.queue.counts(tx, now=datetime.now(UTC) + timedelta(days=1))
-    finally:
-        await store.aclose()
+    c = await s.queue_counts(now=datetime.now(UTC) + timedelta(days=1))
     return c.pending, c.claimed
 
 
@@ -298,17 +291,11 @@ async def test_a_cursor_from_the_future_does_not_hide_changes(make_sync: MakeSyn
     while await queue_left(s) != (0, 0):
         s.later(hours=1)
         assert await s.once() == 0
-    store = await Store.open(s.settings.database.url, check_schema=False)
-    try:
-        future = datetime.now(UTC) + timedelta(days=365)
-        async with store.transaction() as tx:
-            for feed in await store.cursors.all(tx):
-                if feed.startswith(("pardot.prospects", "salesforce.Lead")):
-                    await store.cursors.save(
-                        tx, feed, Cursor(position=future), now=datetime.now(UTC)
-                    )
-    finally:
-        await store.aclose()
+    future = datetime.now(UTC) + timedelta(days=365)
+    async with s.store(write=True) as (store, tx):
+        for feed in await store.cursors.all(tx):
+            if feed.startswith(("pardot.prospects", "salesforce.Lead")):
+                await store.cursors.save(tx, feed, Cursor(position=future), now=datetime.now(UTC))
     s.pd.edit_prospect(100, {"jobTitle": "Changed in Pardot"})
     s.sf.modify("Lead", lead, {"Phone": "+1 555 0100"})
     s.later(seconds=2)  # the poll runs in a later second than the edits (Pardot stamps seconds)

@@ -9,12 +9,14 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from syncd.commands import errors as errors_cmd
 from syncd.commands import history as history_cmd
@@ -25,6 +27,7 @@ from syncd.runtime.wiring import open_store
 from syncd.settings import Settings
 from syncd.simulators._base import Faults
 from syncd.simulators.world import World
+from syncd.store import QueueCounts, Store
 
 CONNECTOR = "005000000000001AAA"
 DANA = "005000000000002AAA"  # has a Pardot user (2)
@@ -132,6 +135,26 @@ class Sync:
     async def history(self, ident: str, *, as_json: bool = False) -> int:
         return await self._cmd(history_cmd, argparse.Namespace(id=ident, json=as_json))
 
+    async def error_items(self) -> list[dict[str, Any]]:
+        """The error queue as `syncd errors list --json` prints it."""
+        assert await self.errors("list", as_json=True) == 0
+        return list(json.loads(self.last_out))
+
+    @asynccontextmanager
+    async def store(self, *, write: bool = False) -> AsyncIterator[tuple[Store, AsyncConnection]]:
+        """syncd's store, opened as the commands open it, and one read (or write) transaction."""
+        store = await open_store(self.settings, migrate=False)
+        try:
+            async with store.transaction() if write else store.read() as tx:
+                yield store, tx
+        finally:
+            await store.aclose()
+
+    async def queue_counts(self, *, now: datetime | None = None) -> QueueCounts:
+        """The queue by state; due items counted as of `now` (default: syncd's clock)."""
+        async with self.store() as (store, tx):
+            return await store.queue.counts(tx, now=now or self.clock())
+
     async def history_lines(self, prospect_id: int) -> list[dict[str, Any]]:
         assert await self.history(str(prospect_id), as_json=True) == 0
         return list(json.loads(self.last_out))
@@ -146,12 +169,8 @@ class Sync:
     async def crm_id_of(self, prospect_id: int) -> str | None:
         """The CRM record syncd's store links the prospect to (RULES.md 2a: the store owns the
         link; Pardot's own link fields are read-only and never written), or None."""
-        store = await open_store(self.settings, migrate=False)
-        try:
-            async with store.read() as tx:
-                links = await store.links.by_prospect_ids(tx, [prospect_id])
-        finally:
-            await store.aclose()
+        async with self.store() as (store, tx):
+            links = await store.links.by_prospect_ids(tx, [prospect_id])
         link = links.get(prospect_id)
         return None if link is None or link.crm_deleted else link.crm_id
 

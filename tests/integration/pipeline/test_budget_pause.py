@@ -26,7 +26,6 @@ from syncd.clients.http import Transports
 from syncd.commands import status as status_cmd
 from syncd.settings import Settings
 from syncd.simulators.world import World
-from syncd.store import Store
 from syncd.store.models import QueueItem
 
 from .conftest import DANA, Sync, base_seed
@@ -141,12 +140,8 @@ def lift(s: Sync) -> None:
 
 
 async def queued(s: Sync, key: str) -> list[QueueItem]:
-    store = await Store.open(s.settings.database.url, migrate=False)
-    try:
-        async with store.read() as tx:
-            return await store.queue.by_key(tx, key)
-    finally:
-        await store.aclose()
+    async with s.store() as (store, tx):
+        return await store.queue.by_key(tx, key)
 
 
 async def paused_sides(s: Sync) -> dict[str, str]:

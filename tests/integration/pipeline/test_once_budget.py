@@ -9,7 +9,6 @@ import pytest
 
 from syncd.commands import once as once_cmd
 from syncd.runtime import worker
-from syncd.store import Store
 
 from .conftest import DANA, MakeSync, Sync, base_seed
 
@@ -76,10 +75,5 @@ async def test_wait_budget_waits_for_the_budget_and_finishes(
     assert "stopped with work left" not in out
     assert _synced(s) == PROSPECTS
     assert s.leads() == []  # every prospect matched its Contact: no Lead created
-    store = await Store.open(s.settings.database.url)
-    try:
-        async with store.read() as tx:
-            counts = await store.queue.counts(tx, now=s.clock())
-    finally:
-        await store.aclose()
+    counts = await s.queue_counts()
     assert (counts.pending, counts.claimed, counts.error) == (0, 0, 0)

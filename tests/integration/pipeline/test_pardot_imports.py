@@ -20,7 +20,6 @@ import pytest
 
 from syncd.clients.http import Transports
 from syncd.runtime.pipeline.pardot_writes import KV_PREFIX
-from syncd.store import Store
 
 from .conftest import DANA, Sync, base_seed
 
@@ -68,26 +67,16 @@ def assert_written(s: Sync, n: int = N) -> None:
 
 
 async def remembered(s: Sync) -> Any:
-    store = await Store.open(s.settings.database.url, migrate=False)
-    try:
-        async with store.read() as tx:
-            return await store.kv.with_prefix(tx, KV_PREFIX)
-    finally:
-        await store.aclose()
+    async with s.store() as (store, tx):
+        return await store.kv.with_prefix(tx, KV_PREFIX)
 
 
 async def error_items(s: Sync) -> list[dict[str, Any]]:
-    assert await s.errors("list", as_json=True) == 0
-    return list(json.loads(s.last_out))
+    return await s.error_items()
 
 
 async def queue_states(s: Sync) -> dict[str, int]:
-    store = await Store.open(s.settings.database.url, migrate=False)
-    try:
-        async with store.read() as tx:
-            counts = await store.queue.counts(tx, now=s.clock())
-    finally:
-        await store.aclose()
+    counts = await s.queue_counts()
     return {"pending": counts.pending, "claimed": counts.claimed, "error": counts.error}
 
 

@@ -13,7 +13,6 @@ import json
 from typing import Any
 
 from syncd.commands import status as status_cmd
-from syncd.store import Store
 from syncd.store.models import NewItem, Reason
 
 from .conftest import DANA, MakeSync, base_seed
@@ -37,13 +36,9 @@ async def test_a_prospect_recycled_after_it_was_read_is_skipped_not_an_error(
     assert await s.once() == 0
     s.pd.edit_prospect(1, {"score": 5})
     snapshot = s.prospect(1)  # what the Pardot feed read: live, newer than syncd's last write
-    store = await Store.open(s.settings.database.url, migrate=False)
-    try:
-        async with store.transaction() as tx:
-            item = NewItem.for_prospect(1, Reason.PARDOT_CHANGE, snapshot=snapshot)
-            await store.queue.enqueue(tx, [item], now=s.clock())
-    finally:
-        await store.aclose()
+    async with s.store(write=True) as (store, tx):
+        item = NewItem.for_prospect(1, Reason.PARDOT_CHANGE, snapshot=snapshot)
+        await store.queue.enqueue(tx, [item], now=s.clock())
     s.pd.recycle_prospect(1)  # a Pardot user, before the worker runs
     s.sf.modify("Contact", CONTACT, {"Title": "CTO"})  # a change for the prospect to receive
     assert await s.once() == 0, s.last_out
