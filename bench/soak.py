@@ -404,9 +404,9 @@ class Apis:
             for name, base in (("salesforce", self.sf_url), ("pardot", self.pd_url))
         }
 
-    def soql(self, query: str) -> list[dict[str, Any]]:
+    def soql(self, query: str, *, resource: str = "query") -> list[dict[str, Any]]:
         inst = self._auth()["instance_url"]
-        body = self._get(f"{inst}/services/data/{API}/query", q=query)
+        body = self._get(f"{inst}/services/data/{API}/{resource}", q=query)
         records = list(body["records"])
         while not body.get("done", True):
             body = self._get(f"{inst}{body['nextRecordsUrl']}")
@@ -415,13 +415,7 @@ class Apis:
 
     def soql_all(self, query: str) -> list[dict[str, Any]]:
         """SOQL through `queryAll`: deleted rows (merge losers) too."""
-        inst = self._auth()["instance_url"]
-        body = self._get(f"{inst}/services/data/{API}/queryAll", q=query)
-        records = list(body["records"])
-        while not body.get("done", True):
-            body = self._get(f"{inst}{body['nextRecordsUrl']}")
-            records.extend(body["records"])
-        return records
+        return self.soql(query, resource="queryAll")
 
     # Writes, made during the run while the faults are on (the life-cycle events).
 
