@@ -133,13 +133,14 @@ class RecentRows:
     late (new id, or same id with a new timestamp) is. `seen` maps row id -> ISO timestamp.
 
     `floor`: when more rows than `max_rows` fell inside the window (a burst: a backfill writes
-    tens of thousands of records in a few minutes), the oldest are not remembered one by one;
-    every row stamped at or before `floor` counts as seen instead, and the next poll's window
-    starts there (`read_from`). Without it the forgotten rows were queued again on EVERY poll
-    for as long as the feed stayed quiet (the cursor does not move without new rows), a loop
-    that kept a 50,000-prospect backfill busy long after its work was done. The price: a row
-    that commits later than the burst's memory with a stamp at or before `floor` is not seen,
-    the same trade as a shorter overlap, and only after a burst.
+    tens of thousands of records in a few minutes), the oldest whole timestamps are not
+    remembered one by one; every row stamped at or before `floor` counts as seen instead, and
+    the next poll's window starts there (`read_from`). The floor never reaches the newest
+    timestamp read, whose rows may continue on the next page. Without the floor the forgotten
+    rows were queued again on EVERY poll for as long as the feed stayed quiet (the cursor does
+    not move without new rows), a loop that kept a 50,000-prospect backfill busy long after its
+    work was done. The price: a row that commits later than the burst's memory with a stamp at
+    or before `floor` is not seen, the same trade as a shorter overlap, and only after a burst.
     """
 
     seen: tuple[tuple[str, str], ...] = ()
@@ -193,11 +194,29 @@ class RecentRows:
             if at >= horizon and (floor is None or at > floor)
         ]
         if len(kept) > max_rows:
-            kept.sort(key=lambda item: (item[1], item[0]))
-            dropped_at = kept[-max_rows - 1][1]
-            floor = dropped_at if floor is None else max(floor, dropped_at)
-            kept = [(rid, at) for rid, at in kept[-max_rows:] if at > floor]
+            floor, kept = _fold_oldest_seconds(kept, floor, max_rows)
         return RecentRows(seen=tuple(kept), floor=floor)
+
+
+def _fold_oldest_seconds(
+    kept: list[tuple[str, str]], floor: str | None, max_rows: int
+) -> tuple[str | None, list[tuple[str, str]]]:
+    """Fold whole timestamps, oldest first, into the floor until `max_rows` rows are left.
+
+    Never the newest timestamp read: the feed may still hold unread rows of it (the next page,
+    the next poll), and the floor would take them for seen. Every older timestamp was read to
+    its end (the feed is sorted), so folding it loses nothing read. When the rows of the newest
+    timestamp alone exceed `max_rows`, more are kept: one second's worth of rows.
+    """
+    kept.sort(key=lambda item: (item[1], item[0]))
+    newest = kept[-1][1]
+    cut = 0
+    while len(kept) - cut > max_rows and kept[cut][1] < newest:
+        at = kept[cut][1]
+        while cut < len(kept) and kept[cut][1] == at:
+            cut += 1
+        floor = at if floor is None else max(floor, at)
+    return floor, kept[cut:]
 
 
 def _stamp(at: datetime) -> str:

@@ -198,3 +198,19 @@ def test_the_floor_is_forgotten_once_the_window_has_passed_it() -> None:
     assert recent.floor is None and recent.seen == (("x", at(499).isoformat()),)
     start, _ = poll_window(later, signpost=at(600), overlap_s=60)
     assert recent.read_from(start) == start
+
+
+def test_the_floor_never_covers_a_second_still_being_read() -> None:
+    """A first poll of a generated world: thousands of rows share one second, over several
+    pages. The floor must not take the rest of that second (the next pages) for seen: they
+    were never queued (a 50,000-prospect run synced 30,528 and stopped when it did)."""
+    page1 = [Row(f"a{n:04d}", at(5)) for n in range(150)]
+    page2 = [Row(f"b{n:04d}", at(5)) for n in range(150)]
+    cursor = advance(initial(T0), page1, signpost=at(60))
+    recent = RecentRows().remember(page1, cursor=cursor, overlap_s=60, max_rows=100)
+    assert recent.floor is None  # one second: kept whole, over the cap
+    assert recent.fresh(page2) == page2
+    older = [Row(f"o{n:04d}", at(4)) for n in range(150)]
+    recent = RecentRows().remember([*older, *page1], cursor=cursor, overlap_s=60, max_rows=100)
+    assert recent.floor == at(4).isoformat()  # the older second, read to its end, is folded
+    assert recent.fresh([*older, *page1, *page2]) == page2
