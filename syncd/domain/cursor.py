@@ -132,19 +132,23 @@ class RecentRows:
     as one already queued is not a new change, so it is not queued again. A row that commits
     late (new id, or same id with a new timestamp) is. `seen` maps row id -> ISO timestamp.
 
-    `floor`: when more rows than `max_rows` fell inside the window (a burst: a backfill writes
-    tens of thousands of records in a few minutes), the oldest whole timestamps are not
-    remembered one by one; every row stamped at or before `floor` counts as seen instead, and
-    the next poll's window starts there (`read_from`). The floor never reaches the newest
-    timestamp read, whose rows may continue on the next page. Without the floor the forgotten
-    rows were queued again on EVERY poll for as long as the feed stayed quiet (the cursor does
-    not move without new rows), a loop that kept a 50,000-prospect backfill busy long after its
-    work was done. The price: a row that commits later than the burst's memory with a stamp at
-    or before `floor` is not seen, the same trade as a shorter overlap, and only after a burst.
+    A burst holds more rows than `max_rows` (a backfill writes tens of thousands of records in
+    minutes; a bulk load stamps hundreds of thousands with one second). The oldest whole
+    timestamps are then not remembered one by one but folded into `next_floor`; once the poll
+    has read its window to the end (`complete`), that becomes the `floor`: every row stamped at
+    or before it counts as seen, and the next window starts there (`read_from`). Not before:
+    the folded timestamp may still have unread rows on the next pages of this poll (the feed is
+    sorted by timestamp only), and those must be queued. Without the floor the forgotten rows
+    were queued again on EVERY poll for as long as the feed stayed quiet (the cursor does not
+    move without new rows), a loop that kept a 50,000-prospect backfill busy long after its
+    work was done; remembering every row of a bulk-loaded second instead grew without bound.
+    The price: a row that commits later than a burst with a stamp at or before the floor is not
+    seen, the same trade as a shorter overlap, and only after a burst.
     """
 
     seen: tuple[tuple[str, str], ...] = ()
     floor: str | None = None
+    next_floor: str | None = None
 
     def fresh(self, rows: Iterable[Row]) -> list[Row]:
         """The rows of `rows` that are new changes (keeps order)."""
@@ -162,6 +166,13 @@ class RecentRows:
             return start
         return max(start, datetime.fromisoformat(self.floor))
 
+    def complete(self) -> RecentRows:
+        """After a poll read its whole window: what was folded this poll becomes the floor."""
+        if self.next_floor is None:
+            return self
+        floor = self.next_floor if self.floor is None else max(self.floor, self.next_floor)
+        return RecentRows(seen=tuple((i, a) for i, a in self.seen if a > floor), floor=floor)
+
     def remember(
         self,
         rows: Iterable[Row],
@@ -176,12 +187,16 @@ class RecentRows:
         `settled_before`: only rows stamped before it are remembered. Both APIs stamp whole
         seconds, so a row stamped in the second the poll ran can change again with the SAME
         stamp; such a row must be queued again when re-read, not taken for a re-read. Past
-        `max_rows` the oldest are covered by `floor` instead (see the class doc).
+        `max_rows` the oldest timestamps are folded into `next_floor` (see the class doc).
         """
         # Stamps are UTC ISO strings of one spelling (`_stamp`), so they compare and sort as
         # strings: no parsing, and no sort unless the cap is exceeded (this runs per page).
         horizon = _stamp(cursor.position - timedelta(seconds=overlap_s))
-        floor = self.floor if self.floor is not None and self.floor >= horizon else None
+
+        def live(mark: str | None) -> str | None:
+            return mark if mark is not None and mark >= horizon else None
+
+        floor, folded = live(self.floor), live(self.next_floor)
         merged: dict[str, str] = dict(self.seen)
         for row in rows:
             if settled_before is not None and row.at >= settled_before:
@@ -194,29 +209,22 @@ class RecentRows:
             if at >= horizon and (floor is None or at > floor)
         ]
         if len(kept) > max_rows:
-            floor, kept = _fold_oldest_seconds(kept, floor, max_rows)
-        return RecentRows(seen=tuple(kept), floor=floor)
+            folded, kept = _fold_oldest(kept, folded, max_rows)
+        return RecentRows(seen=tuple(kept), floor=floor, next_floor=folded)
 
 
-def _fold_oldest_seconds(
-    kept: list[tuple[str, str]], floor: str | None, max_rows: int
+def _fold_oldest(
+    kept: list[tuple[str, str]], folded: str | None, max_rows: int
 ) -> tuple[str | None, list[tuple[str, str]]]:
-    """Fold whole timestamps, oldest first, into the floor until `max_rows` rows are left.
-
-    Never the newest timestamp read: the feed may still hold unread rows of it (the next page,
-    the next poll), and the floor would take them for seen. Every older timestamp was read to
-    its end (the feed is sorted), so folding it loses nothing read. When the rows of the newest
-    timestamp alone exceed `max_rows`, more are kept: one second's worth of rows.
-    """
+    """Fold whole timestamps, oldest first, into `folded` until at most `max_rows` are left."""
     kept.sort(key=lambda item: (item[1], item[0]))
-    newest = kept[-1][1]
     cut = 0
-    while len(kept) - cut > max_rows and kept[cut][1] < newest:
+    while len(kept) - cut > max_rows:
         at = kept[cut][1]
         while cut < len(kept) and kept[cut][1] == at:
             cut += 1
-        floor = at if floor is None else max(floor, at)
-    return floor, kept[cut:]
+        folded = at if folded is None else max(folded, at)
+    return folded, kept[cut:]
 
 
 def _stamp(at: datetime) -> str:

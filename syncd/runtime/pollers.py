@@ -136,10 +136,10 @@ class Pollers:
             return cursors.initial(self._start_at()), cursors.RecentRows(), {}
         extra = dict(stored.extra or {})
         recent_raw = extra.get("recent") or []
-        floor = extra.get("recent_floor")
         recent = cursors.RecentRows(
             seen=tuple((str(i), str(a)) for i, a in recent_raw),
-            floor=floor if isinstance(floor, str) and floor else None,
+            floor=_text(extra.get("recent_floor")),
+            next_floor=_text(extra.get("recent_next_floor")),
         )
         found = cursors.Cursor(stored.position, stored.last_id)
         if feed == FEED_PARDOT_EMAILS:  # an id cursor: its time is only shown in `status`
@@ -172,6 +172,7 @@ class Pollers:
         if recent is not None:
             data["recent"] = [list(pair) for pair in recent.seen]
             data["recent_floor"] = recent.floor
+            data["recent_next_floor"] = recent.next_floor
         async with self.rt.store.transaction() as tx:
             if emails:
                 await self.rt.store.pending_emails.add(tx, emails, now=now)
@@ -282,8 +283,8 @@ class Pollers:
             stats.add(feed, len(keep), len(items), len(echoes))
             if done:
                 break
-        else:
-            await self._commit(feed, [], cursor, recent)
+        # The window was read to its end: what a burst folded becomes the floor.
+        await self._commit(feed, [], cursor, recent.complete())
 
     async def _links(self, prospect_ids: Iterable[int]) -> dict[int, Link]:
         ids = list(prospect_ids)
@@ -423,7 +424,7 @@ class Pollers:
             )
             await self._commit(feed, items, cursor, recent)
             stats.add(feed, len(keep), len(items), echoes)
-        await self._commit(feed, [], cursor, recent)
+        await self._commit(feed, [], cursor, recent.complete())
 
     @staticmethod
     def _crm_items(

@@ -170,28 +170,28 @@ def test_no_row_is_ever_skipped(feed: tuple[list[tuple[str, int, int]], list[int
 
 def test_a_burst_over_the_memory_is_queued_once_not_on_every_poll() -> None:
     """More rows inside the overlap than RecentRows remembers (a backfill writing tens of
-    thousands of records in minutes): the rows it cannot hold one by one are covered by its
-    floor, so re-reading the same quiet window finds nothing fresh, poll after poll. Before the
-    floor, the forgotten rows were queued again on every poll (a 50,000-prospect backfill
-    never settled)."""
+    thousands of records in minutes): once the poll has read its window, the rows it cannot
+    hold one by one are covered by its floor, so re-reading the same quiet window finds nothing
+    fresh, poll after poll. Before the floor, the forgotten rows were queued again on every
+    poll (a 50,000-prospect backfill never settled)."""
     burst = [Row(f"r{n:04d}", at(n // 10)) for n in range(300)]  # 30 seconds, 10 rows each
     cursor = advance(initial(T0), burst, signpost=at(60))
-    recent = RecentRows().remember(burst, cursor=cursor, overlap_s=60, max_rows=100)
-    assert len(recent.seen) <= 100 and recent.floor is not None
+    recent = RecentRows().remember(burst, cursor=cursor, overlap_s=60, max_rows=100).complete()
+    assert len(recent.seen) <= 100 and recent.floor == at(19).isoformat()
     for _ in range(3):  # quiet polls re-read the same window
         assert recent.fresh(burst) == []
-        recent = recent.remember(burst, cursor=cursor, overlap_s=60, max_rows=100)
+        recent = recent.remember(burst, cursor=cursor, overlap_s=60, max_rows=100).complete()
     late = Row("new", at(29))  # a real change after the floor is still fresh
     assert recent.fresh([*burst, late]) == [late]
     # the next window starts at the floor: the rows before it are not read again
     start, _ = poll_window(cursor, signpost=at(60), overlap_s=60)
-    assert start < recent.read_from(start) == datetime.fromisoformat(recent.floor)
+    assert start < recent.read_from(start) == at(19)
 
 
 def test_the_floor_is_forgotten_once_the_window_has_passed_it() -> None:
     burst = [Row(f"r{n:04d}", at(n // 10)) for n in range(300)]
     cursor = advance(initial(T0), burst, signpost=at(60))
-    recent = RecentRows().remember(burst, cursor=cursor, overlap_s=60, max_rows=100)
+    recent = RecentRows().remember(burst, cursor=cursor, overlap_s=60, max_rows=100).complete()
     assert recent.floor is not None
     later = Cursor(at(500))
     recent = recent.remember([Row("x", at(499))], cursor=later, overlap_s=60, max_rows=100)
@@ -200,17 +200,16 @@ def test_the_floor_is_forgotten_once_the_window_has_passed_it() -> None:
     assert recent.read_from(start) == start
 
 
-def test_the_floor_never_covers_a_second_still_being_read() -> None:
-    """A first poll of a generated world: thousands of rows share one second, over several
-    pages. The floor must not take the rest of that second (the next pages) for seen: they
-    were never queued (a 50,000-prospect run synced 30,528 and stopped when it did)."""
+def test_a_second_still_being_read_is_never_taken_for_seen() -> None:
+    """A bulk load stamps thousands of rows with one second, over many pages. The memory stays
+    bounded (the second is folded), but until the poll has read to its end no row of it is
+    taken for seen: the next pages are queued (a 50,000-prospect run once stopped at 30,528)."""
     page1 = [Row(f"a{n:04d}", at(5)) for n in range(150)]
     page2 = [Row(f"b{n:04d}", at(5)) for n in range(150)]
-    cursor = advance(initial(T0), page1, signpost=at(60))
+    cursor = advance(initial(T0), [*page1, *page2], signpost=at(60))
     recent = RecentRows().remember(page1, cursor=cursor, overlap_s=60, max_rows=100)
-    assert recent.floor is None  # one second: kept whole, over the cap
-    assert recent.fresh(page2) == page2
-    older = [Row(f"o{n:04d}", at(4)) for n in range(150)]
-    recent = RecentRows().remember([*older, *page1], cursor=cursor, overlap_s=60, max_rows=100)
-    assert recent.floor == at(4).isoformat()  # the older second, read to its end, is folded
-    assert recent.fresh([*older, *page1, *page2]) == page2
+    assert len(recent.seen) <= 100 and recent.next_floor == at(5).isoformat()
+    assert recent.fresh(page2) == page2  # same poll: the next page is new
+    recent = recent.remember(page2, cursor=cursor, overlap_s=60, max_rows=100).complete()
+    assert recent.fresh([*page1, *page2]) == []  # next poll: the whole second was read
+    assert recent.fresh([Row("c", at(6))]) == [Row("c", at(6))]
