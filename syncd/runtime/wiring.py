@@ -54,6 +54,8 @@ class Runtime:
     clock: Clock
     _directory: Directory | None = field(default=None, repr=False)
     _directory_at: datetime | None = field(default=None, repr=False)
+    # Pardot refused an import (its daily import limit): PATCH only until then.
+    imports_refused_until: datetime | None = field(default=None, repr=False)
 
     async def directory(self, *, max_age_s: float = DIRECTORY_MAX_AGE_S) -> Directory:
         """Users and queues of both sides, loaded once and refreshed when older than `max_age_s`."""

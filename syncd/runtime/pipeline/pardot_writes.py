@@ -64,6 +64,7 @@ log = logs.get(__name__)
 KV_PREFIX = "pardot_import:"  # + import id: {"at": iso time, "rows": {prospect id: digest}}
 FORGET_AFTER = timedelta(days=7)  # Pardot keeps an import's results 7 days (v4 doc)
 FIRST_POLL_S = 0.25  # the first pause between status reads; it doubles up to MAX_POLL_S
+IMPORTS_REFUSED_S = 3600.0  # after Pardot refused an import: PATCH only, then try again
 MAX_RECYCLE_CHECKS = 100  # refused rows read again to tell the recycle bin apart
 MAX_POLL_S = 5.0
 # import id -> prospects settled in this batch (None: it applied nothing, forget it whole)
@@ -114,6 +115,9 @@ class PardotWriter:
         if pending:
             updates = await self._earlier_imports(board, updates, pending)
         min_rows = self.rt.settings.pardot.import_min_rows
+        refused_until = self.rt.imports_refused_until
+        if refused_until is not None and self.rt.clock() < refused_until:
+            min_rows = 0  # Pardot refused imports a while ago: PATCH until it may take them again
         groups: dict[tuple[str, ...], list[Update]] = {}
         for u in updates:
             groups.setdefault(u.field_set, []).append(u)
@@ -167,8 +171,7 @@ class PardotWriter:
                 board.pause(u.i, signal)
             return
         except errors.PermanentAPIError as exc:
-            log.warning("pardot_import_refused_patching", code=exc.code, rows=len(mine))
-            await self._patch(board, mine)
+            await self._import_refused(board, mine, exc)
             return
         except errors.APIError as exc:
             # The answer may be lost: an orphan import holds no rows; the works retry later.
@@ -187,6 +190,12 @@ class PardotWriter:
             for u in mine:
                 board.pause(u.i, signal)  # remembered: the retry asks what became of it
             return
+        except errors.PermanentAPIError as exc:
+            # Refused before it was submitted (the daily import limit): nothing of it is ever
+            # applied, so it is forgotten and its rows are written one PATCH each.
+            self.done[import_id] = None
+            await self._import_refused(board, mine, exc)
+            return
         except errors.APIError as exc:
             for u in mine:
                 board.fail(u.i, exc)
@@ -194,6 +203,18 @@ class PardotWriter:
         again = await self._outcome(board, import_id, mine, same={u.prospect_id for u in mine})
         for u in again:  # it ended Failed: nothing was applied; the works retry later
             board.fail(u.i, _failed(import_id))
+
+    async def _import_refused(
+        self, board: Board, mine: Sequence[Update], exc: errors.PermanentAPIError
+    ) -> None:
+        """Pardot refused an import itself, not a row of it (its daily limit of import batches,
+        code 188): the rows are PATCHed now, and the next batches PATCH without trying an
+        import for `IMPORTS_REFUSED_S`. Never the error queue: the rows were not refused."""
+        self.rt.imports_refused_until = self.rt.clock() + timedelta(seconds=IMPORTS_REFUSED_S)
+        log.warning(
+            "pardot_import_refused_patching", code=exc.code, message=exc.message, rows=len(mine)
+        )
+        await self._patch(board, mine)
 
     async def _outcome(
         self, board: Board, import_id: int, mine: Sequence[Update], *, same: set[int]

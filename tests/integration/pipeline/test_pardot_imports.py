@@ -150,6 +150,22 @@ async def test_few_updates_and_imports_off_are_patched(make_sync: MakeSync) -> N
     assert (imports_started(small), patches(small)) == (0, 5)
 
 
+async def test_an_import_pardot_refuses_whole_is_patched_not_an_error(make_sync: MakeSync) -> None:
+    """Pardot's daily limit of import batches met (code 188 on the first batch): the import is
+    refused before anything of it applies, so its rows are PATCHed, once each, and nothing
+    reaches the error queue (the 500,000-prospect bench parked 17,902 items before this)."""
+    world = seed()
+    world["pardot"]["import_daily_batch_cap"] = 0
+    s = make_sync(world, pardot=IMPORTS)
+    assert await s.once() == 0, s.last_out
+    assert imports_started(s) == 1
+    assert patches(s) == N
+    assert_written(s)
+    assert all(s.pd.prospect_writes[pid] == 1 for pid in ids())
+    assert await queue_states(s) == {"pending": 0, "claimed": 0, "error": 0}
+    assert await remembered(s) == {}  # never submitted: nothing to ask about later
+
+
 # -- a refused row -------------------------------------------------------------------------------
 
 
