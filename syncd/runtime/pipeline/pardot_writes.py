@@ -166,17 +166,9 @@ class PardotWriter:
         try:
             self.rt.budget.check("pardot")
             import_id = await self.imports.start()
-        except errors.BudgetExhaustedError as signal:
-            for u in mine:
-                board.pause(u.i, signal)
-            return
-        except errors.PermanentAPIError as exc:
-            await self._import_refused(board, mine, exc)
-            return
-        except errors.APIError as exc:
-            # The answer may be lost: an orphan import holds no rows; the works retry later.
-            for u in mine:
-                board.fail(u.i, exc)
+        except (errors.BudgetExhaustedError, errors.APIError) as exc:
+            # A lost answer: an orphan import holds no rows; the works retry later.
+            await self._not_submitted(board, mine, exc)
             return
         await self._remember(import_id, mine)
         log.info("pardot_import_started", import_id=import_id, rows=len(mine))
@@ -186,23 +178,33 @@ class PardotWriter:
                 await self.imports.add_batch(import_id, batch)
             self.rt.budget.check("pardot")
             await self.imports.submit(import_id)
-        except errors.BudgetExhaustedError as signal:
-            for u in mine:
-                board.pause(u.i, signal)  # remembered: the retry asks what became of it
-            return
-        except errors.PermanentAPIError as exc:
-            # Refused before it was submitted (the daily import limit): nothing of it is ever
-            # applied, so it is forgotten and its rows are written one PATCH each.
-            self.done[import_id] = None
-            await self._import_refused(board, mine, exc)
-            return
-        except errors.APIError as exc:
-            for u in mine:
-                board.fail(u.i, exc)
+        except (errors.BudgetExhaustedError, errors.APIError) as exc:
+            # Paused or failed: remembered, the retry asks what became of it. Refused (the
+            # daily import limit): nothing of it is ever applied, so it is forgotten.
+            if isinstance(exc, errors.PermanentAPIError):
+                self.done[import_id] = None
+            await self._not_submitted(board, mine, exc)
             return
         again = await self._outcome(board, import_id, mine, same={u.prospect_id for u in mine})
         for u in again:  # it ended Failed: nothing was applied; the works retry later
             board.fail(u.i, _failed(import_id))
+
+    async def _not_submitted(
+        self,
+        board: Board,
+        mine: Sequence[Update],
+        exc: errors.BudgetExhaustedError | errors.APIError,
+    ) -> None:
+        """An import call before the submission did not go through: a spent budget pauses the
+        rows, Pardot refusing the import itself PATCHes them, any other error fails them."""
+        if isinstance(exc, errors.BudgetExhaustedError):
+            for u in mine:
+                board.pause(u.i, exc)
+        elif isinstance(exc, errors.PermanentAPIError):
+            await self._import_refused(board, mine, exc)
+        else:
+            for u in mine:
+                board.fail(u.i, exc)
 
     async def _import_refused(
         self, board: Board, mine: Sequence[Update], exc: errors.PermanentAPIError
