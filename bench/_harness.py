@@ -23,7 +23,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -429,12 +429,18 @@ async def wait_drained(
     quiet_s: float,
     timeout_s: float,
     progress: Any = None,
+    complete: Callable[[], Awaitable[bool]] | None = None,
+    patience_s: float | None = None,
 ) -> float:
     """Seconds from the daemon's start until its queue emptied for good.
 
     "For good": nothing pending or claimed, and still nothing `quiet_s` later (set it above the
     poll interval, so the echoes of syncd's own writes, which the next poll queues, are waited
-    for and processed). Raises TimeoutError after `timeout_s`.
+    for and processed). With `complete` (say, every prospect linked), an empty queue that has
+    not completed the work counts only after `patience_s`: a feed may still be reading a long
+    first window whose rows it does not queue (echoes), and the queue is empty meanwhile. A
+    500,000-prospect backfill was once reported done with 207,000 linked that way.
+    Raises TimeoutError after `timeout_s`.
     """
     empty_at: float | None = None
     while True:
@@ -453,7 +459,11 @@ async def wait_drained(
             if q.pending == 0 and q.claimed == 0:
                 if empty_at is None:
                     empty_at = elapsed
-                elif elapsed - empty_at >= quiet_s:
+                elif elapsed - empty_at >= quiet_s and (
+                    complete is None
+                    or elapsed - empty_at >= (patience_s or quiet_s)
+                    or await complete()
+                ):
                     return empty_at
             else:
                 empty_at = None

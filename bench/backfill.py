@@ -35,6 +35,7 @@ __all__ = ["BENCH_SHAPE", "backfill_seed", "run_backfill"]
 
 POLL_INTERVAL_S = 5.0
 QUIET_POLLS = 2.5  # an empty queue for this many poll intervals: the echoes were polled and done
+PATIENCE_POLLS = 6  # x QUIET_POLLS: how long an empty queue waits for prospects not yet linked
 PATCH_ROUTE = "pardot PATCH /api/v5/objects/prospects/{id}"
 IMPORT_ROUTES = ("pardot POST /api/v5/imports", "pardot POST /api/v5/imports/{id}/batches")
 
@@ -54,6 +55,11 @@ class _Progress:
         self.label, self.watch, self.daemon, self.prospects = label, watch, daemon, prospects
         self.last = 0.0
         self.rss_mb_at: dict[str, float] = {}
+
+    async def all_linked(self) -> bool:
+        """Every prospect of the world linked: the backfill's work is complete."""
+        linked = await self.watch.links_count()
+        return linked is not None and linked >= self.prospects
 
     async def __call__(self, elapsed: float, q: QueueCounts) -> None:
         if elapsed - self.last < 10:
@@ -159,7 +165,13 @@ async def _drain(
 ) -> float:
     try:
         return await wait_drained(
-            watch, daemon, quiet_s=quiet_s, timeout_s=timeout_s, progress=progress
+            watch,
+            daemon,
+            quiet_s=quiet_s,
+            timeout_s=timeout_s,
+            progress=progress,
+            complete=progress.all_linked,
+            patience_s=PATIENCE_POLLS * quiet_s,
         )
     finally:
         await watch.aclose()

@@ -37,10 +37,14 @@ strings with the account's offset (`parse_datetime` turns them into aware dateti
 - `iter_prospects` reads `orderBy=updatedAt ASC` from `updatedAtAfterOrEqualTo` and follows
   `nextPageToken`. When a token chain ends early (the 100,000-record cap, `Pardot-Warning: 203`,
   or an expired token, code 210) it starts a new chain from the last `updatedAt` it yielded and
-  skips the ids it already yielded at that instant; if more records than one chain can hold share
-  that instant, it reads them by id (`updatedAt` pinned, `idGreaterThan`) and then goes on after
-  it. A record changed while the feed runs may be yielded twice (with newer data): consumers
-  coalesce by id. A repeated page token raises `PagingLoopError`.
+  skips the ids it already yielded at that instant. When a chain began and ended at the same
+  instant (more records share it than one chain holds, as after a bulk load), it reads the rest
+  of that instant by id (`updatedAt` pinned, `idGreaterThan`) and then goes on after it. It does
+  not start again at that instant: each such chain would re-read every record already yielded
+  there and yield only the few that syncd's own writes moved out of the instant meanwhile (a
+  500,000-prospect first read crawled this way for minutes). A record changed while the feed
+  runs may be yielded twice (with newer data): consumers coalesce by id. A repeated page token
+  raises `PagingLoopError`.
 - `iter_emails` reads `orderBy=id` with `idGreaterThan` (ids only grow and are unique, so the last
   id is an exact cursor); `sent_since` (`sentAtAfterOrEqualTo`) bounds the first read.
 """
@@ -250,8 +254,9 @@ class PardotClient:
                     message=f"prospect query chain ended ({chain.reason}) before any record",
                 )
             log.info("pardot_feed_restarted", reason=chain.reason, updated_at=seen.last.isoformat())
-            if seen.yielded == before:
-                # More records share one updatedAt than a chain can hold: read them by id.
+            if seen.yielded == before or (lower is not None and lower[0] == seen.last):
+                # The chain never left one updatedAt: more records share it than a chain holds.
+                # Read the rest of it by id; another chain from it would re-read them all.
                 async for row in self._same_instant(base, seen):
                     yield row
                 lower = (seen.last, False)

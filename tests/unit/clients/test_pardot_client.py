@@ -190,6 +190,38 @@ async def test_restart_across_the_record_cap_yields_each_once(
     assert times == sorted(times)
 
 
+async def test_a_shared_instant_is_read_by_id_while_writes_move_rows_out_of_it(
+    clock: ManualClock,
+) -> None:
+    """A bulk load stamps every prospect with one second; syncd's workers then write back
+    prospects the feed already read, moving them out of that second, while the first read
+    goes on. A new chain started at that second again re-reads every row still in it and
+    yields only as many new ones as were moved meanwhile: the read crawls. A chain that
+    began and ended at one second is followed by a read of that second by id instead."""
+    n, cap, page = 90, 7, 3  # a chain holds 9 rows (cap rounded up to whole pages)
+    sim = simulator(clock, tie_seed(n, range(n), cap))
+    client, _ = make(sim)
+    clock.advance(seconds=5)  # writes land after the shared instant
+    first: list[int] = []
+    again: list[int] = []
+    moved = 0
+    async with client:
+        async for row in client.iter_prospects(["email"], page_size=page):
+            if row["id"] in first:
+                again.append(row["id"])  # a moved row, read again with its new updatedAt
+                continue
+            first.append(row["id"])
+            # The workers write back one prospect the feed read per page the feed reads.
+            while moved < min(sim.counters.count("GET", "prospects"), len(first) - 1):
+                sim.edit_prospect(first[moved], {"city": "Oslo"})
+                moved += 1
+    assert sorted(first) == list(range(1000, 1000 + n))
+    assert sorted(again) == sorted(first[:moved])
+    # The crawl read about one new row a page (90 pages and more for the instant); by id it
+    # takes 30 pages (9 rows a chain), after two chains from the instant.
+    assert sim.counters.count("GET", "prospects") <= 6 + 30 + 30
+
+
 async def test_expired_page_token_restarts_the_chain(clock: ManualClock) -> None:
     sim = simulator(clock, seed(12))
     client, _ = make(sim)
