@@ -1,12 +1,13 @@
-"""`syncd status`: the queue, the feeds, API usage against the budget, the live processes, and
-the linked prospects in Pardot's recycle bin.
+"""`syncd status`: the queue, the feeds, API usage against the budget, the sides an operator
+paused, the live processes, and the linked prospects in Pardot's recycle bin.
 
 Reads the store only (no API call): a readable table by default, `--json` for scripts. API
 usage per side is syncd's own calls in the last 24 hours (all processes on this database) against
 its share of the daily limit, and the org-wide usage the API last reported. The recycle bin
 figure counts the links a sync found recycled (skipped, never an error; issue 15) and not yet
 restored: the text shows the count and the first few ids, `--json` the count and up to
-`RECYCLED_IDS_JSON` ids.
+`RECYCLED_IDS_JSON` ids. A side paused from the console (`syncd.store.control`) shows in the API
+table's state column, who paused it and since when (`--json`: `paused`, {side: {by, at}}).
 """
 
 from __future__ import annotations
@@ -45,12 +46,14 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         figures = budget.figures()
         login = await _login_failing(store, snap)
         recycled = await recycle_bin(store)
+        async with store.read() as tx:
+            paused = await store.control.paused(tx)
     finally:
         await store.aclose()
     if getattr(args, "json", False):
-        print(json.dumps(status_json(snap, figures, login, recycled), indent=2))
+        print(json.dumps(status_json(snap, figures, login, recycled, paused), indent=2))
     else:
-        render(snap, figures, Console(), login, recycled)
+        render(snap, figures, Console(), login, recycled, paused)
     return 0
 
 
@@ -75,12 +78,15 @@ def status_json(
     figures: list[SideFigures],
     login: dict[str, Any] | None = None,
     recycled: dict[str, Any] | None = None,
+    paused: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The whole status as a JSON-ready dict (`login_refused`: null, or the failing side;
-    `recycle_bin`: `recycle_bin()`, null when not read)."""
+    `recycle_bin`: `recycle_bin()`, null when not read; `paused`: the sides an operator
+    paused, {side: {"by", "at"}})."""
     out = snap.to_json()
     out["login_refused"] = login
     out["recycle_bin"] = recycled
+    out["paused"] = dict(paused or {})
     out["api"] = {
         f.system: {
             "own_calls_24h": f.own_calls_24h,
@@ -132,6 +138,7 @@ def render(
     console: Console,
     login: dict[str, Any] | None = None,
     recycled: dict[str, Any] | None = None,
+    paused: dict[str, dict[str, Any]] | None = None,
 ) -> None:
     """Print the status as tables (and the recycle bin line)."""
     q = snap.queue
@@ -167,9 +174,14 @@ def render(
     for f in figures:
         org_used, org_limit = _org_used(snap, f), _org_limit(snap, f)
         org = "-" if org_used is None else f"{org_used}" + (f" / {org_limit}" if org_limit else "")
-        state = f"paused: {f.reason}" if f.paused else "ok"
+        states = []
+        if paused and f.system in paused:
+            states.append(operator_pause(paused[f.system]))
+        if f.paused:
+            states.append(f"paused: {f.reason}")
         if login is not None and login.get("system") == f.system:
-            state = f"login refused since {login.get('since')} ({login.get('code')})"
+            states.append(f"login refused since {login.get('since')} ({login.get('code')})")
+        state = "; ".join(states) or "ok"
         api.add_row(
             f.system,
             str(f.own_calls_24h),
@@ -200,6 +212,12 @@ def render(
 
     if recycled is not None:
         console.print(recycle_bin_line(recycled))
+
+
+def operator_pause(entry: dict[str, Any]) -> str:
+    """`paused by <who> since <when>`: a side paused from the console (no feed read, no batch
+    claimed until it is resumed there)."""
+    return f"paused by {entry.get('by') or 'an operator'} since {entry.get('at') or '?'}"
 
 
 def recycle_bin_line(recycled: dict[str, Any]) -> str:

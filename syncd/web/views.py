@@ -18,7 +18,7 @@ from pydantic import SecretStr
 
 from syncd.commands.errors import item_dict
 from syncd.commands.history import line_dict
-from syncd.commands.status import recycle_bin, status_json
+from syncd.commands.status import operator_pause, recycle_bin, status_json
 from syncd.domain.fieldmap import FieldMap
 from syncd.runtime.budget import ApiBudget
 from syncd.runtime.login import LOGIN_FAILING_KV
@@ -71,7 +71,7 @@ class ConsoleContext:
 
 
 async def status(ctx: ConsoleContext) -> dict[str, Any]:
-    """Exactly what `syncd status --json` prints, plus the paused sides."""
+    """Exactly what `syncd status --json` prints (the paused sides included)."""
     now = ctx.clock()
     snap = await read_snapshot(ctx.store, now=now, stale_s=ctx.settings.ops.heartbeat_stale_s)
     budget = ApiBudget(
@@ -81,10 +81,9 @@ async def status(ctx: ConsoleContext) -> dict[str, Any]:
         store=ctx.store,
     )
     await budget.sync()
-    doc = status_json(snap, budget.figures(), recycled=await recycle_bin(ctx.store))
     async with ctx.store.read() as tx:
-        doc["paused"] = await ctx.store.control.paused(tx)
-    return doc
+        paused = await ctx.store.control.paused(tx)
+    return status_json(snap, budget.figures(), recycled=await recycle_bin(ctx.store), paused=paused)
 
 
 def _buckets(start: datetime, step: timedelta, n: int, width: int) -> list[tuple[str, datetime]]:
@@ -118,8 +117,7 @@ async def overview(ctx: ConsoleContext) -> dict[str, Any]:
         feeds = [f for f in doc["feeds"] if f["feed"].split(".", 1)[0] == side]
         problems = []
         if side in doc["paused"]:
-            p = doc["paused"][side]
-            problems.append(f"paused by {p.get('by', 'an operator')} since {p.get('at', '?')}")
+            problems.append(operator_pause(doc["paused"][side]))
         if api["paused"]:
             problems.append(f"API budget: {api['reason']}")
         if login.get(side) == "refused":

@@ -142,6 +142,31 @@ def test_every_report_has_json(tmp_path: Path) -> None:
     assert json.loads(check.stdout)["healthy"] is False
 
 
+def test_status_shows_a_side_an_operator_paused(tmp_path: Path) -> None:
+    """A pause set in the console is in `syncd status` too: who, since when, in both forms."""
+    _store_with_errors(tmp_path)
+
+    async def pause() -> None:
+        store = await Store.open(f"sqlite+aiosqlite:///{tmp_path}/syncd.db")
+        try:
+            async with store.transaction() as tx:
+                at = datetime(2026, 12, 4, 9, 30, tzinfo=UTC)
+                await store.control.pause(tx, "pardot", by="ops-lead", now=at)
+        finally:
+            await store.aclose()
+
+    before = json.loads(_cli(tmp_path, "status", "--json").stdout)
+    assert before["paused"] == {}
+    asyncio.run(pause())
+    status = json.loads(_cli(tmp_path, "status", "--json").stdout)
+    assert status["paused"] == {"pardot": {"by": "ops-lead", "at": "2026-12-04T09:30:00+00:00"}}
+    table = _cli(tmp_path, "status", columns=200)
+    assert table.returncode == 0, table.stderr
+    line = next(row for row in table.stdout.splitlines() if "pardot" in row and "paused" in row)
+    assert "paused by ops-lead since 2026-12-04T09:30:00+00:00" in line
+    assert not any("salesforce" in row and "paused" in row for row in table.stdout.splitlines())
+
+
 @pytest.mark.parametrize("command", [["status"], ["errors", "list"], ["history", "1001"]])
 def test_read_only_commands_never_create_a_database(tmp_path: Path, command: list[str]) -> None:
     done = _cli(tmp_path, *command)
