@@ -11,7 +11,9 @@ token). Access rules are in `syncd.web.auth`.
 from __future__ import annotations
 
 import json
+import math
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
@@ -34,7 +36,15 @@ from syncd.runtime.metrics import CONTENT_TYPE
 from syncd.runtime.ops import OpsHandlers
 from syncd.store.control import SIDES
 from syncd.web import views
-from syncd.web.auth import COOKIE, LOGIN_COOKIE, SESSION_S, Auth, Principal, Role
+from syncd.web.auth import (
+    COOKIE,
+    LOGIN_COOKIE,
+    SESSION_S,
+    Auth,
+    Principal,
+    Role,
+    SignInThrottle,
+)
 from syncd.web.svg import bars
 
 log = logs.get(__name__)
@@ -109,6 +119,8 @@ class ConsoleApp:
         self.handlers = handlers
         self.auth = auth
         self.env = _env()
+        clock = (lambda: ctx.clock().timestamp()) if ctx is not None else time.monotonic
+        self.throttle = SignInThrottle(clock=clock)
 
     # -- access ---------------------------------------------------------------------------------
 
@@ -134,7 +146,14 @@ class ConsoleApp:
         """Wrap an endpoint: authenticate, check CSRF and role on actions, add headers."""
 
         async def endpoint(request: Request) -> Response:
+            by_header = self.auth.required and "authorization" in request.headers
+            if by_header:
+                wait = self.throttle.wait_s(_address(request))
+                if wait is not None:
+                    return self._throttled(kind, wait)
             principal, fresh = self._principal(request)
+            if principal is None and by_header:
+                self._refused(request)
             if principal is None:
                 response = self._unauthenticated(request, kind)
             elif action and request.method == "POST":
@@ -162,6 +181,31 @@ class ConsoleApp:
             return self._refuse(kind, 403, "refused: the viewer token can look but not act")
         request.state.form = form
         return await fn(request, who)
+
+    def _refused(self, request: Request) -> None:
+        """Count a wrong token from this address (the throttle starts at the limit)."""
+        if self.throttle.refused(_address(request)):
+            log.warning(
+                "console_sign_in_throttled",
+                address=_address(request),
+                refusals=self.throttle.allowed,
+                window_s=self.throttle.window_s,
+            )
+
+    def _throttled(self, kind: str, wait_s: float) -> Response:
+        seconds = math.ceil(wait_s)
+        message = (
+            f"too many wrong tokens from this address: try again in {seconds} s "
+            f"(at most {self.throttle.allowed} in {self.throttle.window_s:.0f} s)"
+        )
+        headers = {"Retry-After": str(seconds), **SECURITY_HEADERS}
+        if kind == "api":
+            return JSONResponse({"error": message}, status_code=429, headers=headers)
+        if kind == "page":
+            page = self.html("message.html", None, http_status=429, title="Wait", message=message)
+            page.headers.update(headers)
+            return page
+        return PlainTextResponse(message + "\n", status_code=429, headers=headers)
 
     def _refuse(self, kind: str, status: int, message: str) -> Response:
         if kind == "api":
@@ -251,13 +295,24 @@ class ConsoleApp:
         if not nonce or not presented or not secrets.compare_digest(nonce, presented):
             return self._refuse("page", 403, "refused: the sign-in form expired; reload it")
         nxt = _safe_next(_first(form, "next") or "/")
-        role = self.auth.role_of_token(_first(form, "token") or "")
+        wait = self.throttle.wait_s(_address(request))
+        role = None if wait is not None else self.auth.role_of_token(_first(form, "token") or "")
         if role is None:
-            log.warning("console_sign_in_refused")
+            if wait is None:
+                log.warning("console_sign_in_refused")
+                self._refused(request)
+                status, error = 401, "Wrong token."
+            else:
+                status = 429
+                error = (
+                    f"Too many wrong tokens from this address: try again in {math.ceil(wait)} s."
+                )
             fresh = secrets.token_urlsafe(16)
             refused = self.html(
-                "login.html", None, http_status=401, nonce=fresh, next=nxt, error="Wrong token."
+                "login.html", None, http_status=status, nonce=fresh, next=nxt, error=error
             )
+            if wait is not None:
+                refused.headers["Retry-After"] = str(math.ceil(wait))
             refused.set_cookie(
                 LOGIN_COOKIE,
                 fresh,
@@ -446,6 +501,11 @@ class ConsoleApp:
             return await self.errors_export(request, who)
 
         return export
+
+
+def _address(request: Request) -> str:
+    """The client's address as the server sees it (a proxy's, behind one)."""
+    return request.client.host if request.client is not None else "unknown"
 
 
 def _kind(request: Request) -> str:

@@ -12,6 +12,13 @@
   by the cookie must present it (form field `csrf` or header `X-CSRF-Token`). A request signed
   with an `Authorization` header is not forgeable by another site and needs none.
 - Tokens are compared in constant time and never echoed or logged.
+- Guessing is throttled (`SignInThrottle`): after `REFUSALS_ALLOWED` refused tokens from one
+  client address within `REFUSAL_WINDOW_S` (sign-in form or `Authorization` header alike),
+  every attempt from that address is answered 429 with `Retry-After` until the oldest refusal
+  leaves the window, even one with the right token (or guessing would go on, only slower).
+  Signed cookies are not throttled: they cannot be guessed. Behind a reverse proxy every
+  client has the proxy's address, so a guesser there delays everyone's sign-in, never a
+  session already open.
 """
 
 from __future__ import annotations
@@ -20,12 +27,17 @@ import hashlib
 import hmac
 import secrets
 import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
 COOKIE = "syncd_session"
 LOGIN_COOKIE = "syncd_login"
 SESSION_S = 12 * 3600
+REFUSALS_ALLOWED = 10
+REFUSAL_WINDOW_S = 600.0
+THROTTLE_ADDRESSES = 10_000  # addresses remembered at most (the oldest is forgotten first)
 
 
 class Role(StrEnum):
@@ -135,3 +147,55 @@ class Auth:
 
 def _mac(key: bytes, body: str) -> str:
     return hmac.new(key, body.encode(), hashlib.sha256).hexdigest()[:43]
+
+
+class SignInThrottle:
+    """Refused tokens per client address, in a sliding window (see the module docstring).
+
+    `wait_s(address)`: None when the address may try, else the seconds until it may;
+    `refused(address)` counts a wrong token. A right token does not clear the count: a
+    scraper's valid requests from the guesser's address (one proxy) would otherwise reset it
+    every few seconds. `clock` gives seconds (the console's clock).
+    """
+
+    def __init__(
+        self,
+        *,
+        allowed: int = REFUSALS_ALLOWED,
+        window_s: float = REFUSAL_WINDOW_S,
+        clock: Callable[[], float] = time.monotonic,
+        max_addresses: int = THROTTLE_ADDRESSES,
+    ) -> None:
+        self.allowed, self.window_s, self.clock = allowed, window_s, clock
+        self.max_addresses = max_addresses
+        self._refusals: OrderedDict[str, deque[float]] = OrderedDict()
+
+    def _recent(self, address: str, now: float) -> deque[float] | None:
+        times = self._refusals.get(address)
+        if times is None:
+            return None
+        while times and times[0] <= now - self.window_s:
+            times.popleft()
+        if not times:
+            del self._refusals[address]
+            return None
+        return times
+
+    def wait_s(self, address: str) -> float | None:
+        now = self.clock()
+        times = self._recent(address, now)
+        if times is None or len(times) < self.allowed:
+            return None
+        return max(1.0, times[0] + self.window_s - now)
+
+    def refused(self, address: str) -> bool:
+        """Count a refusal; True when it is the one that starts the throttling."""
+        now = self.clock()
+        times = self._recent(address, now)
+        if times is None:
+            times = self._refusals[address] = deque(maxlen=self.allowed)
+            while len(self._refusals) > self.max_addresses:
+                self._refusals.popitem(last=False)
+        self._refusals.move_to_end(address)
+        times.append(now)
+        return len(times) == self.allowed

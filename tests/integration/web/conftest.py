@@ -161,14 +161,15 @@ async def seeded_store(db_url: str) -> AsyncIterator[Store]:
 
 @pytest.fixture
 async def console(seeded_store: Store) -> AsyncIterator[Callable[..., Any]]:
-    """`await console(bearer_token=..., viewer_token=...)` -> a `Console` over the real store."""
+    """`await console(bearer_token=..., viewer_token=...)` -> a `Console` over the real store
+    (`clock=`: the console's clock, `NOW` by default)."""
     clients: list[httpx.AsyncClient] = []
 
-    async def make(**ops: Any) -> Console:
+    async def make(clock: Callable[[], datetime] | None = None, **ops: Any) -> Console:
         ctx = ConsoleContext(
             store=seeded_store,
             settings=settings_with(**ops),
-            clock=lambda: NOW,
+            clock=clock or (lambda: NOW),
             handlers=handlers(),
         )
         client = httpx.AsyncClient(

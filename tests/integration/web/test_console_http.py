@@ -10,6 +10,7 @@ import csv
 import io
 import json
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -70,6 +71,46 @@ async def test_login_form_without_its_nonce_is_refused(console: Make) -> None:
     r = await c.client.post("/login", data={"token": ADMIN, "csrf": "made-up"})
     assert r.status_code == 403
     assert "syncd_session" not in r.headers.get("set-cookie", "")
+
+
+async def test_guessing_tokens_is_throttled_per_address(console: Make) -> None:
+    """Ten wrong tokens in ten minutes from one address (form and header alike): every attempt
+    from it is then answered 429 with Retry-After, the right token too, until the oldest wrong
+    one is ten minutes old. A session already open is not affected."""
+    now = [NOW]
+    c: Console = await console(clock=lambda: now[0], bearer_token=ADMIN, viewer_token=VIEWER)
+    assert (await c.sign_in(VIEWER)).status_code == 303  # a viewer session, open before
+    session = dict(c.client.cookies)
+    c.client.cookies.clear()
+    for i in range(9):
+        if i % 2:
+            r = await c.client.get("/api/status", headers={"Authorization": f"Bearer guess{i}"})
+        else:
+            r = await c.sign_in(f"guess-{i}")
+        assert r.status_code == 401
+        now[0] += timedelta(seconds=30)
+    # the ninth refusal was at +4 min; the first at +0
+    assert (await c.sign_in(ADMIN)).status_code == 303  # still allowed: nine so far
+    c.client.cookies.clear()
+    assert (await c.sign_in("guess-9")).status_code == 401  # the tenth
+    refused = await c.sign_in(ADMIN)
+    assert refused.status_code == 429
+    assert "Too many wrong tokens from this address" in refused.text
+    assert int(refused.headers["retry-after"]) == 600 - 270
+    assert "syncd_session" not in refused.headers.get("set-cookie", "")
+    api = await c.client.get("/api/status", headers={"Authorization": f"Bearer {ADMIN}"})
+    assert api.status_code == 429
+    assert api.json()["error"].startswith("too many wrong tokens from this address")
+    assert (
+        await c.client.get("/metrics", headers={"Authorization": "Bearer x"})
+    ).status_code == 429
+    assert (await c.client.get("/healthz")).status_code == 200
+    c.client.cookies.update(session)
+    opened = await c.client.get("/api/status")
+    assert opened.status_code == 200  # a signed cookie cannot be guessed: never throttled
+    c.client.cookies.clear()
+    now[0] = NOW + timedelta(seconds=600)  # the first refusal leaves the window: one more try
+    assert (await c.sign_in(ADMIN)).status_code == 303
 
 
 async def test_login_redirect_stays_on_this_site(console: Make) -> None:
