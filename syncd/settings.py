@@ -16,6 +16,7 @@ syncd's own tools stay allowed: `SYNCD_CONFIG`, and anything under `SYNCD_TEST_`
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 import re
 from collections.abc import Iterator, Mapping
@@ -187,6 +188,35 @@ class OpsSettings(_Section):
     tls_cert_file: Path | None = None  # serve the console over HTTPS (PEM certificate chain)
     tls_key_file: Path | None = None  # and its PEM private key
     heartbeat_stale_s: float = Field(default=120.0, gt=0)
+    # Reverse proxies whose X-Forwarded-For / X-Forwarded-Proto the console believes (comma
+    # list of addresses or networks); unset, those headers are ignored.
+    trusted_proxies: str | None = None
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, v: str | None) -> str | None:
+        if v is None or not v.strip():
+            return None
+        out = []
+        for entry in (e.strip() for e in v.split(",")):
+            if not entry:
+                continue
+            try:
+                out.append(
+                    str(ipaddress.ip_network(entry, strict=False))
+                    if "/" in entry
+                    else str(ipaddress.ip_address(entry))
+                )
+            except ValueError:
+                raise ValueError(
+                    f"{entry!r} is not an IP address or network: give the proxy's address "
+                    "(10.0.0.5) or network (10.0.0.0/8), comma-separated"
+                ) from None
+        return ",".join(out) or None
+
+    def proxies(self) -> list[str]:
+        """The trusted proxies' addresses and networks (empty: trust no forwarded header)."""
+        return self.trusted_proxies.split(",") if self.trusted_proxies else []
 
     @field_validator("listen")
     @classmethod

@@ -79,6 +79,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
             app=build_app(ctx),
             warm_up=ctx.warm_up,
             tls=settings.ops.tls(),
+            trusted_proxies=settings.ops.proxies(),
         )
         try:
             await server.start()

@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Awaitable, Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,6 +85,7 @@ class OpsServer:
         app: ASGIApp | None = None,
         tls: tuple[str, str] | None = None,
         warm_up: Callable[[], Awaitable[None]] | None = None,
+        trusted_proxies: Sequence[str] = (),
     ) -> None:
         if app is None:
             if handlers is None:
@@ -96,6 +97,7 @@ class OpsServer:
         self._host = host
         self._port = port
         self._tls = tls
+        self._proxies = tuple(trusted_proxies)
         self._sock: socket.socket | None = None
         self._server: _QuietServer | None = None
         self._task: asyncio.Task[None] | None = None
@@ -139,7 +141,10 @@ class OpsServer:
             access_log=False,
             lifespan="off",
             server_header=False,
-            proxy_headers=False,
+            # Only a trusted proxy's X-Forwarded-For / -Proto count: then the client address
+            # (sign-in throttling) and the scheme (the cookie's Secure flag) are the caller's.
+            proxy_headers=bool(self._proxies),
+            forwarded_allow_ips=",".join(self._proxies) if self._proxies else None,
             h11_max_incomplete_event_size=MAX_HEADER_BYTES,
             timeout_graceful_shutdown=int(SHUTDOWN_S),
             ssl_certfile=self._tls[0] if self._tls else None,

@@ -243,6 +243,7 @@ class Service(ServiceProbes):
             app=build_app(ctx),
             warm_up=ctx.warm_up,
             tls=self.settings.ops.tls(),
+            trusted_proxies=self.settings.ops.proxies(),
         )
         try:
             await self._ops.start()
