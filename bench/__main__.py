@@ -9,7 +9,9 @@ file or a fresh PostgreSQL database (created and dropped per run). Results go to
 Scenarios (see `bench.backfill`, `bench.worlds`, `bench.compare` and `bench.steady`):
 1. backfill of `--base` prospects (0.8x CRM records, 0.4x sent emails) on each database, in
    each world of `--worlds`: `today` (the generated shape), `writes40` (42% of the prospects
-   need a Pardot write: CRM values fill blank Pardot fields), `quiet` (none does);
+   need a Pardot write: CRM values fill blank Pardot fields), `quiet` (none does).
+   With `--instances N`, PostgreSQL is also back filled by N `syncd run` on one database
+   (the pollers in one, every one claiming batches; CPU summed over all of them).
 2. syncd against the per-record script (`bench.baseline_script`, simple-salesforce and
    requests, one prospect at a time): `syncd once` and the script on the same `--compare`
    prospect world (2,000), both timed, the ratio printed;
@@ -86,6 +88,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--skip", default="", help="comma list of backfill,compare,steady,growth,writes to skip"
     )
     p.add_argument("--workers", type=int, default=None, help="sync.workers for the daemon")
+    p.add_argument(
+        "--instances",
+        type=int,
+        default=1,
+        help="also back fill PostgreSQL with this many syncd run on one database (SQLite: one)",
+    )
     p.add_argument("--batch-size", type=int, default=1000, help="sync.batch_size for the daemon")
     p.add_argument("--poll-interval", type=float, default=5.0, help="sync.poll_interval_s")
     p.add_argument("--out", type=Path, default=RESULTS)
@@ -96,6 +104,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 BACKFILL_COLS = [
     ("world", "world"),
     ("database", "database"),
+    ("instances", "instances"),
     ("prospects", "prospects"),
     ("crm_records", "CRM records"),
     ("emails", "emails"),
@@ -331,6 +340,11 @@ def main(argv: list[str] | None = None) -> int:
     backfill: list[dict[str, Any]] = []
     if "backfill" not in skip:
         backfill = [run_backfill(base, db, world=w, **kw) for w in worlds for db in dbs]
+        if args.instances > 1 and "postgresql" in dbs:
+            backfill += [
+                run_backfill(base, "postgresql", world=w, instances=args.instances, **kw)
+                for w in worlds
+            ]
         doc["backfill"] = backfill
         doc["pardot_ceiling"] = pardot_ceiling(args.latency_ms, backfill)
     if "compare" not in skip and args.compare > 0:

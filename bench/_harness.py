@@ -351,6 +351,58 @@ class Daemon:
         return int(self.proc.returncode or 0)
 
 
+class Daemons:
+    """Several `syncd run` on one PostgreSQL database, seen as one daemon: CPU summed over
+    all of them (every process of syncd counted), peak RSS the largest one's, alive while all
+    are. The first polls (the feeds' advisory locks), every one claims batches (`SKIP LOCKED`).
+    SQLite allows one `syncd run` per file, so this is PostgreSQL's lever for both cores."""
+
+    def __init__(self, members: list[Daemon]) -> None:
+        self.members = members
+
+    @property
+    def started_at(self) -> float:
+        return min(d.started_at for d in self.members)
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes]:
+        dead = [d for d in self.members if not d.alive()]
+        return (dead or self.members)[0].proc
+
+    @property
+    def cpu_s(self) -> float:
+        return sum(d.cpu_s for d in self.members)
+
+    @property
+    def peak_rss(self) -> int:
+        return max(d.peak_rss for d in self.members)
+
+    @property
+    def peak_rss_sum(self) -> int:
+        return sum(d.peak_rss for d in self.members)
+
+    @property
+    def processes_seen(self) -> int:
+        return sum(d.processes_seen for d in self.members)
+
+    def start(self) -> None:
+        for d in self.members:
+            d.start()
+
+    def cpu_seconds(self) -> float:
+        return sum(d.cpu_seconds() for d in self.members)
+
+    def rss(self) -> int:
+        return max(d.rss() for d in self.members)
+
+    def alive(self) -> bool:
+        return all(d.alive() for d in self.members)
+
+    def stop(self) -> int:
+        codes = [d.stop() for d in self.members]
+        return next((c for c in codes if c), 0)
+
+
 def daemon_env(
     sims: Simulators, db_url: str, settings: Mapping[str, str] | None = None
 ) -> dict[str, str]:
@@ -424,7 +476,7 @@ def stored_links(url: str, *, limit: int) -> list[list[Any]]:
 
 async def wait_drained(
     watch: StoreWatch,
-    daemon: Daemon,
+    daemon: Daemon | Daemons,
     *,
     quiet_s: float,
     timeout_s: float,

@@ -20,6 +20,7 @@ from typing import Any
 
 from bench._harness import (
     Daemon,
+    Daemons,
     Database,
     Simulators,
     StoreWatch,
@@ -51,7 +52,9 @@ class _Progress:
     prospects first reach each tenth of the world: with `--full`, the figure at 50,000 of
     500,000 beside the one at the end shows whether memory stays flat within one run."""
 
-    def __init__(self, label: str, watch: StoreWatch, daemon: Daemon, prospects: int) -> None:
+    def __init__(
+        self, label: str, watch: StoreWatch, daemon: Daemon | Daemons, prospects: int
+    ) -> None:
         self.label, self.watch, self.daemon, self.prospects = label, watch, daemon, prospects
         self.last = 0.0
         self.rss_mb_at: dict[str, float] = {}
@@ -90,17 +93,23 @@ def run_backfill(
     log_dir: Path | None = None,
     poll_interval_s: float = POLL_INTERVAL_S,
     world: str = "today",
+    instances: int = 1,
 ) -> dict[str, Any]:
     """One backfill run; returns its figures (a row of the table).
 
     `timeout_s` grows with the size (one second for every 20 prospects at least), so the
-    500,000-prospect run of `--full` is not cut short."""
+    500,000-prospect run of `--full` is not cut short. `instances` > 1 runs that many
+    `syncd run` on the one database (PostgreSQL only: SQLite takes one per file)."""
+    if instances > 1 and db_kind != "postgresql":
+        raise ValueError("several syncd run instances share PostgreSQL only (SQLite: one a file)")
     timeout_s = max(timeout_s, prospects / 20.0)
     seed = backfill_seed(prospects, world)
     crm = len(seed["salesforce"]["leads"]) + len(seed["salesforce"]["contacts"])
     emails = len(seed["pardot"]["emails"])
     built_share = pardot_write_share(seed)
-    label = f"backfill {prospects:,} {db_kind} ({world})"
+    label = f"backfill {prospects:,} {db_kind} ({world})" + (
+        f" x{instances} instances" if instances > 1 else ""
+    )
     print(f"{label}: starting", file=sys.stderr, flush=True)
     with (
         tempfile.TemporaryDirectory(prefix="syncd-bench-") as tmp,
@@ -109,12 +118,17 @@ def run_backfill(
     ):
         del seed  # the simulator process holds it; keep the bench process small
         before = sims.counters()
-        daemon = Daemon(
-            sims,
-            db.url,
-            settings={"SYNCD_SYNC__POLL_INTERVAL_S": str(poll_interval_s), **(settings or {})},
-            log_path=(log_dir / f"backfill-{prospects}-{db_kind}-{world}.log") if log_dir else None,
-        )
+        name = f"backfill-{prospects}-{db_kind}-{world}"
+        members = [
+            Daemon(
+                sims,
+                db.url,
+                settings={"SYNCD_SYNC__POLL_INTERVAL_S": str(poll_interval_s), **(settings or {})},
+                log_path=(log_dir / f"{name}{'-' + str(i) if i else ''}.log") if log_dir else None,
+            )
+            for i in range(instances)
+        ]
+        daemon: Daemon | Daemons = members[0] if instances == 1 else Daemons(members)
         watch = StoreWatch(db.url)
         daemon.start()
         try:
@@ -136,6 +150,7 @@ def run_backfill(
         "crm_records": crm,
         "emails": emails,
         "database": db_kind,
+        "instances": instances,
         "latency_ms": latency_ms,
         "wall_s": round(wall_s, 1),
         "prospects_per_s": round(prospects / wall_s, 1),
@@ -144,7 +159,8 @@ def run_backfill(
         "pardot_refused_66": calls["pardot_refused"],
         "salesforce_calls_per_prospect": round(calls["salesforce"] / prospects, 4),
         "pardot_calls_per_prospect": round(calls["pardot"] / prospects, 3),
-        "peak_rss_mb": round(daemon.peak_rss / 2**20, 1),
+        "peak_rss_mb": round(daemon.peak_rss / 2**20, 1),  # the largest instance's
+        "peak_rss_mb_all": round(sum(m.peak_rss for m in members) / 2**20, 1),
         "peak_rss_mb_at_linked": progress.rss_mb_at,
         "daemon_cpu_s": round(daemon.cpu_s, 1),
         "daemon_cpu_ms_per_prospect": round(daemon.cpu_s * 1000.0 / prospects, 2),
@@ -161,7 +177,11 @@ def run_backfill(
 
 
 async def _drain(
-    watch: StoreWatch, daemon: Daemon, timeout_s: float, progress: _Progress, quiet_s: float
+    watch: StoreWatch,
+    daemon: Daemon | Daemons,
+    timeout_s: float,
+    progress: _Progress,
+    quiet_s: float,
 ) -> float:
     try:
         return await wait_drained(

@@ -99,3 +99,31 @@ def test_a_tiny_run_writes_well_formed_tables(tmp_path: Path) -> None:
         ):
             header_cells = cells
         assert cells == header_cells, line
+
+
+@pytest.mark.postgres
+def test_two_instances_back_fill_one_postgres_database(tmp_path: Path, pg_admin_url: str) -> None:
+    """`--instances 2`: two `syncd run` on one PostgreSQL database share the backfill (the
+    pollers in one, both claiming batches): every prospect synced once, no error, and the CPU
+    of both counted."""
+    out = tmp_path / "results"
+    code = main(
+        [
+            "--base", "200", "--databases", "postgresql", "--worlds", "writes40",
+            "--instances", "2", "--skip", "compare,steady,growth,writes",
+            "--poll-interval", "1", "--out", str(out),
+        ]
+    )  # fmt: skip
+    assert code == 0
+    doc = json.loads((out / "bench.json").read_text())
+    one, two = doc["backfill"]
+    assert (one["instances"], two["instances"]) == (1, 2)
+    for row in (one, two):
+        assert row["synced_prospects"] == 200 and row["error_queue"] == 0
+    assert two["daemon_processes"] >= 2
+    assert two["peak_rss_mb_all"] > two["peak_rss_mb"]
+    # The same work, not twice the writes: each prospect that needs one is written once.
+    assert two["pardot_patches_per_prospect"] == pytest.approx(
+        one["pardot_patches_per_prospect"], abs=0.05
+    )
+    assert "| instances |" in (out / "bench.md").read_text()

@@ -130,6 +130,18 @@ def test_aims_are_met_not_met_or_not_measured_never_passed_by_default() -> None:
     assert verdict("<= 0.02 SF and <= 0.1 Pardot calls") == "met"
 
 
+def test_the_fastest_writes40_run_of_a_database_is_judged_with_its_instances_named() -> None:
+    two = {**_backfill("writes40", "postgresql", 1100.0, 1.2), "instances": 2}
+    doc = _doc(backfill=[_backfill("writes40", "postgresql", 900.0, 0.9), two])
+    aims = {a["aim"]: a for a in evaluate_aims(doc)}
+    rate = aims["backfill >= 1,000 prospects/s (postgresql, 40% need a Pardot write)"]
+    assert rate["verdict"] == "met" and rate["figure"] == "1,100.0 prospects/s"
+    assert rate["note"].endswith("2 syncd run instances")
+    assert aims["daemon CPU <= 1 ms a prospect (postgresql, writes40)"]["verdict"] == "met"
+    both = aims["daemon CPU <= 1 ms a prospect (postgresql, writes40, 2 instances)"]
+    assert both["verdict"] == "NOT met"
+
+
 def test_the_scripts_soql_quoting() -> None:
     assert soql_quote("o'brien@example.com") == "'o\\'brien@example.com'"
     assert soql_quote("a\\b") == "'a\\\\b'"
