@@ -282,9 +282,15 @@ class PardotClient:
             last_id = after_id
             async for row in self._follow(PROSPECTS, params, chain):
                 last_id = int(row["id"])
-                if seen.accept(row, _row_time(row, "updatedAt")):
-                    yield row
+                if last_id in seen.ids:
+                    # Yielded by an earlier chain. Ids only grow from here, so it is not met
+                    # again: forget it (the set shrinks instead of holding the whole instant).
+                    seen.ids.discard(last_id)
+                    continue
+                seen.yielded += 1
+                yield row
             if not chain.cut:
+                seen.ids = set()  # the caller goes on after this instant: nothing to skip
                 return
             if last_id == after_id:
                 raise _stalled("prospects sharing one updatedAt", chain.reason)
