@@ -122,11 +122,22 @@ def create_engine(url: str, *, busy_timeout_ms: int = 10_000) -> AsyncEngine:
     )
 
 
+# Prepared statements each SQLite connection keeps (sqlite3's default is 128). The store's
+# `IN (...)` lists have as many placeholders as ids, so each length is a statement of its own,
+# up to ~150 KB for 1,000 ids: 128 of them held ~18 MB a connection, and with the pool's
+# connections that was most of the growth of a 500,000-prospect backfill's memory (the
+# connections' malloc arenas grew from 8 to 20 MB each). Re-preparing costs microseconds.
+SQLITE_STATEMENT_CACHE = 16
+
+
 def _sqlite_engine(u: URL, busy_timeout_ms: int) -> AsyncEngine:
     engine = create_async_engine(
         u,
-        # sqlite3's own busy handler; the PRAGMA below says the same in milliseconds.
-        connect_args={"timeout": busy_timeout_ms / 1000},
+        connect_args={
+            # sqlite3's own busy handler; the PRAGMA below says the same in milliseconds.
+            "timeout": busy_timeout_ms / 1000,
+            "cached_statements": SQLITE_STATEMENT_CACHE,
+        },
     )
 
     @event.listens_for(engine.sync_engine, "connect")
