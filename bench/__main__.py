@@ -26,10 +26,11 @@ Daemon CPU counts every process of `syncd run` (the main one and any it starts).
 
 The default sizes keep the whole run around 15 minutes on a 2-core machine. `--full` runs the
 issue's sizes: a 50,000-prospect base and a 500,000-prospect growth run (peak RSS of both: the
-aim is under 300 MB and within 20% of each other). At today's ~80-100 prospects a second that is
-about 10 minutes per 50,000-prospect backfill and 1.5-2 hours for 500,000, plus the simulator's
-start-up with a 500,000-prospect seed (a few minutes): plan 3 hours for `--full`
-(`python -m bench --full --skip steady,compare --databases sqlite` for the memory figures alone).
+aim is under 300 MB and within 20% of each other). On 2 cores that is about 5 minutes for
+50,000 and 55 for 500,000 (2026-12-04: 265 s and 3,280 s), plus the seeds' generation and the
+simulator's start-up (a few minutes) and the default scenarios: plan 1.5 hours for `--full`
+(`python -m bench --full --skip steady,compare,writes --databases sqlite --worlds today` for
+the memory figures alone, about an hour).
 """
 
 from __future__ import annotations
