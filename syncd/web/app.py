@@ -270,10 +270,14 @@ class ConsoleApp:
 
     # -- sign in --------------------------------------------------------------------------------
 
-    async def login_page(self, request: Request) -> Response:
+    def _login_form(
+        self, request: Request, nxt: str, *, status: int = 200, error: str | None = None
+    ) -> Response:
+        """The sign-in form with a fresh nonce (its cookie is the form's CSRF check)."""
         nonce = secrets.token_urlsafe(16)
-        nxt = request.query_params.get("next", "/")
-        response = self.html("login.html", None, nonce=nonce, next=_safe_next(nxt), error=None)
+        response = self.html(
+            "login.html", None, http_status=status, nonce=nonce, next=nxt, error=error
+        )
         response.set_cookie(
             LOGIN_COOKIE,
             nonce,
@@ -284,6 +288,9 @@ class ConsoleApp:
         )
         response.headers.update(SECURITY_HEADERS)
         return response
+
+    async def login_page(self, request: Request) -> Response:
+        return self._login_form(request, _safe_next(request.query_params.get("next", "/")))
 
     async def login(self, request: Request) -> Response:
         try:
@@ -296,33 +303,17 @@ class ConsoleApp:
             return self._refuse("page", 403, "refused: the sign-in form expired; reload it")
         nxt = _safe_next(_first(form, "next") or "/")
         wait = self.throttle.wait_s(_address(request))
-        role = None if wait is not None else self.auth.role_of_token(_first(form, "token") or "")
+        if wait is not None:  # the token is not even compared: guessing must not go on
+            seconds = math.ceil(wait)
+            error = f"Too many wrong tokens from this address: try again in {seconds} s."
+            throttled = self._login_form(request, nxt, status=429, error=error)
+            throttled.headers["Retry-After"] = str(seconds)
+            return throttled
+        role = self.auth.role_of_token(_first(form, "token") or "")
         if role is None:
-            if wait is None:
-                log.warning("console_sign_in_refused")
-                self._refused(request)
-                status, error = 401, "Wrong token."
-            else:
-                status = 429
-                error = (
-                    f"Too many wrong tokens from this address: try again in {math.ceil(wait)} s."
-                )
-            fresh = secrets.token_urlsafe(16)
-            refused = self.html(
-                "login.html", None, http_status=status, nonce=fresh, next=nxt, error=error
-            )
-            if wait is not None:
-                refused.headers["Retry-After"] = str(math.ceil(wait))
-            refused.set_cookie(
-                LOGIN_COOKIE,
-                fresh,
-                max_age=600,
-                httponly=True,
-                samesite="strict",
-                secure=request.url.scheme == "https",
-            )
-            refused.headers.update(SECURITY_HEADERS)
-            return refused
+            log.warning("console_sign_in_refused")
+            self._refused(request)
+            return self._login_form(request, nxt, status=401, error="Wrong token.")
         log.info("console_signed_in", role=role.value)
         response: Response = RedirectResponse(nxt, status_code=303)
         self._set_session(request, response, self.auth.new_session(role))
