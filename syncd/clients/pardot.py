@@ -254,7 +254,8 @@ class PardotClient:
                     message=f"prospect query chain ended ({chain.reason}) before any record",
                 )
             log.info("pardot_feed_restarted", reason=chain.reason, updated_at=seen.last.isoformat())
-            if seen.yielded == before or (lower is not None and lower[0] == seen.last):
+            began = lower[0].replace(microsecond=0) if lower is not None else None
+            if seen.yielded == before or began == seen.last:
                 # The chain never left one updatedAt: more records share it than a chain holds.
                 # Read the rest of it by id; another chain from it would re-read them all.
                 async for row in self._same_instant(base, seen):
