@@ -378,10 +378,6 @@ class Daemons:
         return max(d.peak_rss for d in self.members)
 
     @property
-    def peak_rss_sum(self) -> int:
-        return sum(d.peak_rss for d in self.members)
-
-    @property
     def processes_seen(self) -> int:
         return sum(d.processes_seen for d in self.members)
 
@@ -482,14 +478,15 @@ async def wait_drained(
     timeout_s: float,
     progress: Any = None,
     complete: Callable[[], Awaitable[bool]] | None = None,
-    patience_s: float | None = None,
+    patience_s: float = float("inf"),
 ) -> float:
     """Seconds from the daemon's start until its queue emptied for good.
 
     "For good": nothing pending or claimed, and still nothing `quiet_s` later (set it above the
     poll interval, so the echoes of syncd's own writes, which the next poll queues, are waited
     for and processed). With `complete` (say, every prospect linked), an empty queue that has
-    not completed the work counts only after `patience_s`: a feed may still be reading a long
+    not completed the work counts only after `patience_s` (by default never: the timeout
+    ends the wait): a feed may still be reading a long
     first window whose rows it does not queue (echoes), and the queue is empty meanwhile. A
     500,000-prospect backfill was once reported done with 207,000 linked that way.
     Raises TimeoutError after `timeout_s`.
@@ -512,9 +509,7 @@ async def wait_drained(
                 if empty_at is None:
                     empty_at = elapsed
                 elif elapsed - empty_at >= quiet_s and (
-                    complete is None
-                    or elapsed - empty_at >= (patience_s or quiet_s)
-                    or await complete()
+                    complete is None or elapsed - empty_at >= patience_s or await complete()
                 ):
                     return empty_at
             else:
